@@ -1,0 +1,3 @@
+"""Prometheus exporter for SeekrFlow file-conversion (ingestion) jobs."""
+
+__version__ = "0.1.0"
