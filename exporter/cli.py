@@ -1,0 +1,141 @@
+"""Command line: flags in the Prometheus exporter style, start-up, and the --demo mode."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import secrets
+import signal
+import sys
+import threading
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, disable_created_metrics
+
+from . import __version__
+from .client import SeekrFlowClient
+from .config import ApiConfig, Config, ConfigError, load_config
+from .log import LEVELS, setup_logging
+from .scrape import JobPoller
+from .web import MetricsEndpoint, make_app, parse_listen_address, serve
+
+log = logging.getLogger("seekrflow_exporter")
+
+DEFAULT_PORT = 9878
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="seekrflow-exporter",
+        description="Prometheus exporter for SeekrFlow file-conversion (ingestion) jobs. "
+                    "The API key comes from api.api_key_file or the SEEKR_API_KEY environment variable.",
+    )
+    parser.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH",
+                        help="configuration file (default: %(default)s)")
+    parser.add_argument("--web.listen-address", dest="listen_address", default=None, metavar="HOST:PORT",
+                        help=f"address to serve metrics on (default: :{DEFAULT_PORT}; "
+                             f"127.0.0.1:{DEFAULT_PORT} with --demo)")
+    parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS),
+                        help="log level (default: %(default)s)")
+    parser.add_argument("--config.check", dest="config_check", action="store_true",
+                        help="validate the configuration file, print the verdict and exit 0 (valid) or 1")
+    parser.add_argument("--demo", action="store_true",
+                        help="run the built-in SeekrFlow API simulator and export its jobs; no key or config needed")
+    parser.add_argument("--version", action="version", version=f"seekrflow-exporter {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    if args.config_check:
+        return _check_config(args.config_file)
+    listen = args.listen_address or (f"127.0.0.1:{DEFAULT_PORT}" if args.demo else f":{DEFAULT_PORT}")
+    try:
+        parse_listen_address(listen)
+    except ValueError as err:
+        log.error("invalid flag", extra={"fields": {"err": str(err)}})
+        return 1
+    simulator = None
+    if args.demo:
+        simulator, config = _start_demo()
+    else:
+        try:
+            config = load_config(args.config_file)
+        except ConfigError as err:
+            log.error("invalid configuration", extra={"fields": {"file": args.config_file, "err": str(err)}})
+            return 1
+    try:
+        return _run(config, listen, demo=simulator is not None)
+    finally:
+        if simulator is not None:
+            simulator.stop()
+
+
+def _check_config(path: str) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        print(f"{path}: {err}", file=sys.stderr)
+        return 1
+    print(f"{path}: valid, {len(config.jobs)} job(s), endpoint {config.api.path_template}")
+    return 0
+
+
+def _start_demo():
+    # Imported here: the simulator is a feature of the demo, not a dependency of real use.
+    from .simulator import SimulatedWorld, SimulatorServer
+
+    key = secrets.token_urlsafe(24)
+    world = SimulatedWorld(jobs=6, files_per_job=15, seed=7, speed=1.0, started_at=time.time())
+    simulator = SimulatorServer(world, api_key=key)
+    base_url = simulator.start("127.0.0.1", 0)
+    config = Config(jobs=tuple(world.job_ids()), api=ApiConfig(base_url=base_url, api_key=key))
+    print(f"SeekrFlow API simulator: {base_url} ({len(config.jobs)} jobs)", flush=True)
+    return simulator, config
+
+
+def _run(config: Config, listen: str, demo: bool) -> int:
+    # Prometheus asks for OpenMetrics, which would otherwise add a *_created series to the counter.
+    disable_created_metrics()
+    own_metrics = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=own_metrics)
+    build_info = Gauge("seekrflow_exporter_build_info", "Version of the exporter and of Python; always 1.",
+                       ["version", "python_version"], registry=own_metrics)
+    build_info.labels(__version__, platform.python_version()).set(1)
+    requests_total = Counter("seekrflow_exporter_api_requests", "Requests sent to the SeekrFlow API, by endpoint and outcome.",
+                             ["endpoint", "code"], registry=own_metrics)
+
+    client = SeekrFlowClient(config.api, requests_total)
+    poller = JobPoller(config.jobs, client, config.scrape, config.api.max_concurrency, config.api.request_timeout)
+    endpoint = MetricsEndpoint(poller, config.metrics, config.scrape.timeout, own_metrics)
+    try:
+        server = serve(make_app(endpoint, poller.job_count), listen)
+    except OSError as err:
+        log.error("cannot listen", extra={"fields": {"address": listen, "err": err.strerror}})
+        poller.close()
+        return 1
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+    log.info("listening", extra={"fields": {
+        "address": f"{host}:{port}", "jobs": len(config.jobs), "endpoint": config.api.path_template,
+        "version": __version__}})
+    if demo:
+        print(f"Exporter metrics: http://{shown_host}:{port}/metrics  (Ctrl-C to stop)", flush=True)
+    stop.wait()
+    log.info("shutting down")
+    server.shutdown()
+    server.server_close()
+    poller.close()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

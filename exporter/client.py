@@ -1,0 +1,123 @@
+"""HTTP client for the SeekrFlow ingestion API: one GET per job, every outcome classified.
+
+The client never raises for a bad answer: it returns a ``FetchResult`` whose ``reason`` is a short,
+bounded code (fit for a label) and whose ``detail`` is a human sentence for the log. Neither ever
+contains the API key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import requests
+from prometheus_client import Counter
+
+from . import __version__
+from .config import ApiConfig
+from .model import IngestionJob, InvalidResponse, parse_job
+
+# Bodies above this size are refused: a real job answer is far smaller, and a runaway body must not
+# take the exporter's memory with it.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    job_id: str
+    job: IngestionJob | None
+    reason: str | None = None
+    detail: str | None = None
+    # The HTTP status if the API answered at all; None for timeouts and connection errors.
+    http_status: int | None = None
+
+
+class SeekrFlowClient:
+    def __init__(self, api: ApiConfig, requests_total: Counter, session: requests.Session | None = None):
+        self._api = api
+        self._requests_total = requests_total
+        self._session = session or requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=api.max_concurrency, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update({
+            "Authorization": api.api_key,
+            "Accept": "application/json",
+            "User-Agent": f"seekrflow-exporter/{__version__}",
+        })
+        if api.team_id:
+            self._session.headers["x-team-id"] = api.team_id
+
+    def job_url(self, job_id: str) -> str:
+        # quote() with safe="" keeps the ID a single path segment whatever it contains.
+        return self._api.base_url + self._api.path_template.replace("{id}", quote(job_id, safe=""))
+
+    def fetch_job(self, job_id: str, timeout: float) -> FetchResult:
+        endpoint = self._api.path_template
+        try:
+            response = self._session.get(self.job_url(job_id), timeout=max(timeout, 0.001), stream=True)
+        except requests.Timeout:
+            return self._failed(job_id, endpoint, "timeout", f"no answer within {timeout:.1f}s")
+        except requests.RequestException as err:
+            return self._failed(job_id, endpoint, "connection_error", _connection_detail(err))
+        with response:
+            status = response.status_code
+            try:
+                body = _read_limited(response)
+            except requests.Timeout:
+                return self._failed(job_id, endpoint, "timeout", f"body not received within {timeout:.1f}s", status)
+            except (requests.RequestException, ValueError) as err:
+                return self._failed(job_id, endpoint, "connection_error", f"reading the body failed: {type(err).__name__}", status)
+        if status != 200:
+            return self._failed(job_id, endpoint, f"http_{status}", f"HTTP {status}{_detail_of(body)}", status, code=str(status))
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):
+            return self._failed(job_id, endpoint, "invalid_json", "HTTP 200 with a body that is not JSON", status)
+        try:
+            job = parse_job(payload)
+        except InvalidResponse as err:
+            return self._failed(job_id, endpoint, "invalid_schema", f"HTTP 200 with an unusable body: {err}", status)
+        self._requests_total.labels(endpoint, "200").inc()
+        return FetchResult(job_id, job, http_status=status)
+
+    def _failed(self, job_id: str, endpoint: str, reason: str, detail: str, http_status: int | None = None,
+                code: str | None = None) -> FetchResult:
+        if code is None:
+            code = reason if reason in ("timeout", "connection_error") else "invalid_response"
+        self._requests_total.labels(endpoint, code).inc()
+        return FetchResult(job_id, None, reason, _redact(detail, self._api.api_key), http_status)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _read_limited(response: requests.Response) -> bytes:
+    chunks, size = [], 0
+    for chunk in response.iter_content(65536):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ValueError("body too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _detail_of(body: bytes) -> str:
+    """FastAPI puts a reason in {"detail": ...}; show a short, single-line piece of it."""
+    try:
+        detail = json.loads(body).get("detail")
+    except (ValueError, AttributeError, RecursionError):
+        return ""
+    if not isinstance(detail, str):
+        return ""
+    return ": " + " ".join(detail.split())[:120]
+
+
+def _connection_detail(err: requests.RequestException) -> str:
+    # The exception text repeats the URL and a pile of wrappers; the class name says enough.
+    return f"cannot reach the API ({type(err).__name__})"
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "<redacted>") if secret else text

@@ -1,0 +1,265 @@
+"""Load and validate the exporter's configuration file.
+
+Every mistake raises ``ConfigError`` whose message starts with the dotted path of the offending key,
+so the command line can print it as one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_BASE_URL = "https://flow.seekr.com"
+
+# Path templates of the two "get one ingestion job" endpoints, keyed by the config value.
+ENDPOINTS = {
+    "alignment": "/v1/flow/alignment/ingestion/{id}",
+    "ingestion": "/v1/flow/ingestion/{id}",
+}
+
+DEFAULT_PROCESSING_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+DEFAULT_QUEUE_WAIT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200)
+
+# A job ID travels as one URL path segment; anything outside this set could change the path or
+# the query, so it is refused at startup rather than escaped into something surprising.
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,199}$")
+
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+class ConfigError(ValueError):
+    """A configuration mistake; ``str()`` is one line naming the key path and the reason."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}" if path else reason)
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = DEFAULT_BASE_URL
+    endpoint: str = "alignment"
+    api_key: str = field(default="", repr=False)
+    team_id: str | None = None
+    request_timeout: float = 10.0
+    max_concurrency: int = 8
+
+    @property
+    def path_template(self) -> str:
+        return ENDPOINTS[self.endpoint]
+
+
+@dataclass(frozen=True)
+class ScrapeConfig:
+    timeout: float = 25.0
+    cache_ttl: float = 5.0
+    finished_job_refresh: float = 600.0
+    serve_stale_for: float = 300.0
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    per_file: bool = True
+    per_file_limit: int = 500
+    record_status_limit: int = 10
+    error_text_limit: int = 200
+    processing_duration_buckets: tuple[float, ...] = DEFAULT_PROCESSING_BUCKETS
+    queue_wait_buckets: tuple[float, ...] = DEFAULT_QUEUE_WAIT_BUCKETS
+
+
+@dataclass(frozen=True)
+class Config:
+    jobs: tuple[str, ...]
+    api: ApiConfig = ApiConfig()
+    scrape: ScrapeConfig = ScrapeConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+
+def parse_duration(text: Any, path: str) -> float:
+    """Parse a Prometheus-style duration such as ``10s``, ``1m30s`` or ``500ms`` into seconds."""
+    if not isinstance(text, str) or not text:
+        raise ConfigError(path, f"must be a duration like 10s or 5m, got {_show(text)}")
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text):
+        raise ConfigError(path, f"must be a duration like 10s or 5m, got {_show(text)}")
+    return total
+
+
+def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` and build a validated ``Config``; secrets come from the environment or files."""
+    environ = os.environ if environ is None else environ
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except OSError as err:
+        raise ConfigError("", f"cannot read config file {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError("", f"{path} is not valid YAML{where}") from None
+    return build_config(raw, environ)
+
+
+def build_config(raw: Any, environ: Mapping[str, str]) -> Config:
+    root = _section(raw, "", {"api", "scrape", "metrics", "jobs"})
+    return Config(
+        jobs=_jobs(root.get("jobs")),
+        api=_api(root.get("api"), environ),
+        scrape=_scrape(root.get("scrape")),
+        metrics=_metrics(root.get("metrics")),
+    )
+
+
+def _api(raw: Any, environ: Mapping[str, str]) -> ApiConfig:
+    keys = {"base_url", "endpoint", "api_key_file", "team_id", "timeout", "max_concurrency"}
+    section = _section(raw, "api", keys)
+    base_url = _optional_str(section, "api.base_url") or environ.get("SEEKR_BASE_URL") or DEFAULT_BASE_URL
+    where = "api.base_url" if "base_url" in section else "SEEKR_BASE_URL"
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(where, f"must be an http(s) URL like {DEFAULT_BASE_URL}, got {_show(base_url)}")
+    endpoint = _optional_str(section, "api.endpoint") or "alignment"
+    if endpoint not in ENDPOINTS:
+        raise ConfigError("api.endpoint", f"must be one of {', '.join(ENDPOINTS)}, got {_show(endpoint)}")
+    return ApiConfig(
+        base_url=base_url.rstrip("/"),
+        endpoint=endpoint,
+        api_key=_api_key(section, environ),
+        team_id=_optional_str(section, "api.team_id") or environ.get("SEEKR_TEAM_ID") or None,
+        request_timeout=_positive_duration(section, "api.timeout", ApiConfig.request_timeout),
+        max_concurrency=_positive_int(section, "api.max_concurrency", ApiConfig.max_concurrency, 256),
+    )
+
+
+def _api_key(section: dict, environ: Mapping[str, str]) -> str:
+    key_file = _optional_str(section, "api.api_key_file")
+    if key_file:
+        try:
+            with open(key_file, encoding="utf-8") as handle:
+                key = handle.read().strip()
+        except OSError as err:
+            raise ConfigError("api.api_key_file", f"cannot read {key_file}: {err.strerror}") from None
+        if not key:
+            raise ConfigError("api.api_key_file", f"{key_file} is empty")
+        return key
+    key = environ.get("SEEKR_API_KEY", "").strip()
+    if not key:
+        raise ConfigError("api.api_key_file", "no API key: set api.api_key_file or the SEEKR_API_KEY environment variable")
+    return key
+
+
+def _scrape(raw: Any) -> ScrapeConfig:
+    section = _section(raw, "scrape", {"timeout", "cache_ttl", "finished_job_refresh", "serve_stale_for"})
+    return ScrapeConfig(
+        timeout=_positive_duration(section, "scrape.timeout", ScrapeConfig.timeout),
+        cache_ttl=_duration(section, "scrape.cache_ttl", ScrapeConfig.cache_ttl),
+        finished_job_refresh=_duration(section, "scrape.finished_job_refresh", ScrapeConfig.finished_job_refresh),
+        serve_stale_for=_duration(section, "scrape.serve_stale_for", ScrapeConfig.serve_stale_for),
+    )
+
+
+def _metrics(raw: Any) -> MetricsConfig:
+    keys = {
+        "per_file", "per_file_limit", "record_status_limit", "error_text_limit",
+        "processing_duration_buckets", "queue_wait_buckets",
+    }
+    section = _section(raw, "metrics", keys)
+    per_file = section.get("per_file", MetricsConfig.per_file)
+    if not isinstance(per_file, bool):
+        raise ConfigError("metrics.per_file", f"must be true or false, got {_show(per_file)}")
+    return MetricsConfig(
+        per_file=per_file,
+        per_file_limit=_positive_int(section, "metrics.per_file_limit", MetricsConfig.per_file_limit, 100_000),
+        record_status_limit=_positive_int(section, "metrics.record_status_limit", MetricsConfig.record_status_limit, 1000),
+        error_text_limit=_positive_int(section, "metrics.error_text_limit", MetricsConfig.error_text_limit, 10_000),
+        processing_duration_buckets=_buckets(section, "metrics.processing_duration_buckets", DEFAULT_PROCESSING_BUCKETS),
+        queue_wait_buckets=_buckets(section, "metrics.queue_wait_buckets", DEFAULT_QUEUE_WAIT_BUCKETS),
+    )
+
+
+def _jobs(raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        raise ConfigError("jobs", "is required: list the ingestion job IDs to export")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("jobs", f"must be a non-empty list of ingestion job IDs, got {_show(raw)}")
+    seen: set[str] = set()
+    for index, job_id in enumerate(raw):
+        path = f"jobs[{index}]"
+        if not isinstance(job_id, str) or not job_id.strip():
+            raise ConfigError(path, f"must be a non-empty job ID string, got {_show(job_id)}")
+        if not JOB_ID_PATTERN.match(job_id):
+            raise ConfigError(path, f"{_show(job_id)} is not a valid job ID (letters, digits, '.', '_', '~', '-' only)")
+        if job_id in seen:
+            raise ConfigError(path, f"duplicate job ID {_show(job_id)}")
+        seen.add(job_id)
+    return tuple(raw)
+
+
+def _section(raw: Any, path: str, allowed: set[str]) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, f"must be a mapping, got {_show(raw)}")
+    for key in raw:
+        if key not in allowed:
+            full = f"{path}.{key}" if path else str(key)
+            raise ConfigError(full, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    return raw
+
+
+def _optional_str(section: dict, path: str) -> str | None:
+    value = section.get(path.rsplit(".", 1)[-1])
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(path, f"must be a string, got {_show(value)}")
+    return value
+
+
+def _duration(section: dict, path: str, default: float) -> float:
+    key = path.rsplit(".", 1)[-1]
+    return default if key not in section else parse_duration(section[key], path)
+
+
+def _positive_duration(section: dict, path: str, default: float) -> float:
+    value = _duration(section, path, default)
+    if value <= 0:
+        raise ConfigError(path, "must be longer than 0s")
+    return value
+
+
+def _positive_int(section: dict, path: str, default: int, maximum: int) -> int:
+    value = section.get(path.rsplit(".", 1)[-1], default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ConfigError(path, f"must be a whole number from 1 to {maximum}, got {_show(value)}")
+    return value
+
+
+def _buckets(section: dict, path: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    value = section.get(path.rsplit(".", 1)[-1])
+    if value is None:
+        return default
+    if not isinstance(value, list) or not value:
+        raise ConfigError(path, f"must be a non-empty list of upper bounds in seconds, got {_show(value)}")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item <= 0:
+            raise ConfigError(path, f"bucket bounds must be positive numbers of seconds, got {_show(item)}")
+    if any(b >= a for a, b in zip(value[1:], value)):
+        raise ConfigError(path, "bucket bounds must be strictly increasing")
+    return tuple(float(b) for b in value)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,187 @@
+"""The ingestion job as the exporter understands it, parsed defensively from an API answer.
+
+The API schema allows extra fields (they are ignored) and leaves the record status an open string.
+Anything that breaks the documented shape raises ``InvalidResponse`` so that only this one job fails.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+JOB_STATUSES = ("queued", "running", "completed", "failed")
+RECORD_STATUSES = ("queued", "processing", "completed", "failed")
+FINISHED_JOB_STATUSES = frozenset({"completed", "failed"})
+
+# Status strings become label values; a runaway string must not become a runaway series.
+MAX_STATUS_LENGTH = 64
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d\d):(\d\d))?"
+)
+
+
+class InvalidResponse(ValueError):
+    """The API answered, but not with a usable ingestion job."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    record_id: str
+    filename: str
+    status: str
+    created_at: float
+    method: str | None = None
+    worker_id: str | None = None
+    queue_position: int | None = None
+    error_message: str | None = None
+    suggested_fix: str | None = None
+    deleted: bool = False
+    processing_at: float | None = None
+    completed_at: float | None = None
+    failed_at: float | None = None
+
+    @property
+    def ended_at(self) -> float | None:
+        """When the record finished, successfully or not."""
+        if self.completed_at is not None and self.failed_at is not None:
+            return max(self.completed_at, self.failed_at)
+        return self.completed_at if self.completed_at is not None else self.failed_at
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_JOB_STATUSES or self.ended_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestionJob:
+    id: str
+    status: str
+    created_at: float
+    output_files: int
+    records: tuple[FileRecord, ...]
+
+    @property
+    def is_settled(self) -> bool:
+        """A finished job whose records are all finished no longer changes."""
+        return self.status in FINISHED_JOB_STATUSES and all(
+            r.deleted or r.is_finished for r in self.records
+        )
+
+
+def parse_timestamp(value: str) -> float:
+    """RFC 3339 to Unix seconds; 0-9 fractional digits; no offset means UTC."""
+    match = _RFC3339.fullmatch(value)
+    if not match:
+        raise ValueError(f"not an RFC 3339 timestamp: {value[:40]!r}")
+    year, month, day, hour, minute, second = (int(g) for g in match.group(1, 2, 3, 4, 5, 6))
+    moment = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=timezone.utc)
+    seconds = moment.timestamp() + (second - min(second, 59))
+    if match.group(7):
+        seconds += int(match.group(7)) / 10 ** len(match.group(7))
+    if match.group(9):
+        offset = timedelta(hours=int(match.group(10)), minutes=int(match.group(11))).total_seconds()
+        seconds -= offset if match.group(9) == "+" else -offset
+    return seconds
+
+
+def parse_job(payload: Any) -> IngestionJob:
+    """Build an ``IngestionJob`` from a decoded JSON body, or raise ``InvalidResponse``."""
+    if not isinstance(payload, dict):
+        raise InvalidResponse(f"expected a JSON object, got {type(payload).__name__}")
+    output_files = payload.get("output_files")
+    if not isinstance(output_files, list):
+        raise InvalidResponse("output_files: expected a list")
+    raw_records = payload.get("file_records")
+    if raw_records is not None and not isinstance(raw_records, list):
+        raise InvalidResponse("file_records: expected a list or null")
+    records = tuple(_record(raw, i) for i, raw in enumerate(raw_records or ()))
+    return IngestionJob(
+        id=_text(payload, "id", "id"),
+        status=_status(payload, "status"),
+        created_at=_time(payload, "created_at", "created_at", required=True),
+        output_files=len(output_files),
+        records=records,
+    )
+
+
+def _record(raw: Any, index: int) -> FileRecord:
+    where = f"file_records[{index}]"
+    if not isinstance(raw, dict):
+        raise InvalidResponse(f"{where}: expected an object")
+    deleted = raw.get("deleted", False)
+    if deleted is None:
+        deleted = False
+    if not isinstance(deleted, bool):
+        raise InvalidResponse(f"{where}.deleted: expected a boolean")
+    queue_position = raw.get("queue_position")
+    if queue_position is not None and (isinstance(queue_position, bool) or not isinstance(queue_position, int)):
+        raise InvalidResponse(f"{where}.queue_position: expected an integer or null")
+    return FileRecord(
+        record_id=_text(raw, "record_id", f"{where}.record_id"),
+        filename=_text(raw, "filename", f"{where}.filename"),
+        status=_status(raw, "status", where),
+        created_at=_time(raw, "created_at", f"{where}.created_at", required=True),
+        method=_optional_text(raw, "method", where),
+        worker_id=_optional_text(raw, "worker_id", where),
+        queue_position=queue_position,
+        error_message=_optional_text(raw, "error_message", where),
+        suggested_fix=_optional_text(raw, "suggested_fix", where),
+        deleted=deleted,
+        processing_at=_time(raw, "processing_at", f"{where}.processing_at"),
+        completed_at=_time(raw, "completed_at", f"{where}.completed_at"),
+        failed_at=_time(raw, "failed_at", f"{where}.failed_at"),
+    )
+
+
+def _text(raw: dict, key: str, where: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str):
+        raise InvalidResponse(f"{where}: expected a string, got {_kind(value)}")
+    return value
+
+
+def _optional_text(raw: dict, key: str, where: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidResponse(f"{where}.{key}: expected a string or null, got {_kind(value)}")
+    return value
+
+
+def _status(raw: dict, key: str, where: str = "") -> str:
+    value = _text(raw, key, f"{where}.{key}" if where else key)
+    return value[:MAX_STATUS_LENGTH]
+
+
+def _time(raw: dict, key: str, where: str, required: bool = False) -> float | None:
+    value = raw.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise InvalidResponse(f"{where}: expected an RFC 3339 timestamp, got {_kind(value)}")
+    try:
+        return parse_timestamp(value)
+    except (ValueError, OverflowError):
+        raise InvalidResponse(f"{where}: not an RFC 3339 timestamp") from None
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """What the exporter knows about one configured job at the moment of a scrape.
+
+    ``job`` is the last good answer (possibly stale when ``fresh`` is false); ``error`` is the short
+    reason the latest fetch failed, or None when it succeeded.
+    """
+
+    job_id: str
+    job: IngestionJob | None
+    fresh: bool
+    error: str | None = None
+    last_success: float | None = None

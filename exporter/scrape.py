@@ -1,0 +1,135 @@
+"""Fetch the configured jobs for a scrape: concurrently, within the deadline, shared between scrapes.
+
+- Concurrent scrapes (two Prometheus replicas) wait on one lock; the second finds the first one's
+  result still within ``cache_ttl`` and reuses it, so the API sees one round of requests.
+- A settled job (finished, every record finished) cannot change any more; it is re-read only every
+  ``finished_job_refresh``, so in the steady state a scrape costs one request per unfinished job.
+- A failed fetch keeps the job's last good data for ``serve_stale_for``, marked not fresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .client import FetchResult, SeekrFlowClient
+from .config import ScrapeConfig
+from .model import IngestionJob, JobSnapshot
+
+log = logging.getLogger("seekrflow_exporter.scrape")
+
+
+@dataclass(frozen=True)
+class ScrapeResult:
+    snapshots: tuple[JobSnapshot, ...]
+    # Whether the API answered with the key accepted; None until anything was asked.
+    api_up: bool | None
+
+
+@dataclass
+class _JobState:
+    job: IngestionJob | None = None
+    last_success: float | None = None  # wall clock, for the exported timestamp
+    last_success_mono: float | None = None
+    error: str | None = None
+    in_flight: Future | None = field(default=None, repr=False)
+
+
+class JobPoller:
+    def __init__(self, job_ids: Sequence[str], client: SeekrFlowClient, settings: ScrapeConfig,
+                 max_concurrency: int, request_timeout: float,
+                 wall_clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic):
+        self._job_ids = tuple(job_ids)
+        self._client = client
+        self._settings = settings
+        self._request_timeout = request_timeout
+        self._wall_clock = wall_clock
+        self._monotonic = monotonic
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="fetch")
+        self._states = {job_id: _JobState() for job_id in self._job_ids}
+        self._refresh_lock = threading.Lock()
+        self._refreshed_at: float | None = None
+        self._api_up: bool | None = None
+        self._result = ScrapeResult(tuple(JobSnapshot(j, None, False) for j in self._job_ids), None)
+
+    @property
+    def job_count(self) -> int:
+        return len(self._job_ids)
+
+    def scrape(self, deadline: float) -> ScrapeResult:
+        """The freshest result obtainable by ``deadline`` (a ``monotonic`` time)."""
+        if not self._refresh_lock.acquire(timeout=max(deadline - self._monotonic(), 0.0)):
+            return self._result  # another scrape holds the refresh past our deadline
+        try:
+            now = self._monotonic()
+            if self._refreshed_at is None or now - self._refreshed_at >= self._settings.cache_ttl:
+                self._refresh(deadline)
+                self._refreshed_at = self._monotonic()
+            return self._result
+        finally:
+            self._refresh_lock.release()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    def _refresh(self, deadline: float) -> None:
+        now = self._monotonic()
+        submitted: dict[Future, str] = {}
+        for job_id in self._job_ids:
+            state = self._states[job_id]
+            if not self._is_due(state, now):
+                continue
+            if state.in_flight is None or state.in_flight.done():
+                timeout = min(self._request_timeout, deadline - now)
+                state.in_flight = self._pool.submit(self._client.fetch_job, job_id, timeout)
+            submitted[state.in_flight] = job_id
+        done, _ = wait(submitted, timeout=max(deadline - self._monotonic(), 0.0))
+        key_accepted = False
+        for future, job_id in submitted.items():
+            if future in done:
+                result = future.result()
+                key_accepted = key_accepted or _key_accepted(result)
+            else:
+                result = FetchResult(job_id, None, "timeout", "no answer before the scrape deadline")
+            self._apply(job_id, result)
+        if submitted:
+            self._api_up = key_accepted
+        self._result = ScrapeResult(tuple(self._snapshot(j) for j in self._job_ids), self._api_up)
+
+    def _is_due(self, state: _JobState, now: float) -> bool:
+        if state.job is None or state.error is not None or not state.job.is_settled:
+            return True
+        return now - state.last_success_mono >= self._settings.finished_job_refresh
+
+    def _apply(self, job_id: str, result: FetchResult) -> None:
+        state = self._states[job_id]
+        if result.job is not None:
+            if state.error is not None:
+                log.info("fetch recovered", extra={"fields": {"job_id": job_id}})
+            state.job, state.error = result.job, None
+            state.last_success, state.last_success_mono = self._wall_clock(), self._monotonic()
+            return
+        level = logging.WARNING if state.error != result.reason else logging.DEBUG
+        log.log(level, "fetch failed", extra={"fields": {
+            "job_id": job_id, "reason": result.reason, "detail": result.detail}})
+        state.error = result.reason
+        too_old = state.last_success_mono is None or (
+            self._monotonic() - state.last_success_mono > self._settings.serve_stale_for)
+        if too_old:
+            state.job = None
+
+    def _snapshot(self, job_id: str) -> JobSnapshot:
+        state = self._states[job_id]
+        return JobSnapshot(job_id, state.job, fresh=state.error is None and state.job is not None,
+                           error=state.error, last_success=state.last_success)
+
+
+def _key_accepted(result: FetchResult) -> bool:
+    status = result.http_status
+    return status is not None and status < 500 and status not in (401, 403)
