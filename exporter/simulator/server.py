@@ -1,0 +1,295 @@
+"""The SeekrFlow ingestion API over HTTP, served from a SimulatedWorld.
+
+Routes (GET):
+    /v1/flow/alignment/ingestion/{id}   one job (the seed page's endpoint)
+    /v1/flow/ingestion/{id}             one job (the current endpoint, same body)
+    /v1/flow/alignment/ingestion        every job: {"object": "list", "data": [...]}
+    /v1/flow/ingestion                  the same list
+
+Like the FastAPI backend it imitates, an unknown path is a 404 before any key check; on a known
+path a missing or wrong ``Authorization`` header (the bare key, no ``Bearer``) is a 401, then an
+unknown job is a 404. Error bodies are ``{"detail": "..."}``; none of them repeats the key.
+
+A job's body comes from ``fixtures`` (served verbatim) before the world. ``faults`` replace the
+answer for a job on the single-job routes only; the lists always hold the healthy bodies. A fault
+also makes its job ID known, so a fault can be set for an ID that nothing else serves (a body fault
+then breaks a minimal queued body).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Mapping
+from urllib.parse import unquote, urlsplit
+
+from .world import SimulatedWorld, format_timestamp
+
+JOB_PATHS = ("/v1/flow/alignment/ingestion/", "/v1/flow/ingestion/")
+LIST_PATHS = ("/v1/flow/alignment/ingestion", "/v1/flow/ingestion")
+UNKNOWN_PATH = "<unknown>"
+
+FAULT_STATUS = {
+    "http_500": (500, "Internal Server Error"),
+    "http_503": (503, "Service temporarily unavailable for maintenance"),
+    "http_403": (403, "Not enough permissions to access this ingestion job"),
+}
+BODY_FAULTS = ("bad_json", "bad_schema")
+
+
+def parse_fault(kind: str) -> tuple[str, float]:
+    """("http_500" | ... | "slow", seconds) from a fault spec; ValueError names what is wrong."""
+    if kind in FAULT_STATUS or kind in BODY_FAULTS:
+        return kind, 0.0
+    name, _, value = kind.partition(":")
+    if name == "slow":
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if seconds >= 0:
+            return "slow", seconds
+        raise ValueError(f"fault {kind!r}: slow needs seconds >= 0, e.g. slow:2.5")
+    known = ", ".join([*FAULT_STATUS, *BODY_FAULTS, "slow:<seconds>"])
+    raise ValueError(f"unknown fault {kind!r} (known: {known})")
+
+
+class SimulatorServer:
+    """Serves `world` on a loopback port; `start()` returns the base URL, `stop()` ends it."""
+
+    def __init__(
+        self,
+        world: SimulatedWorld,
+        api_key: str,
+        *,
+        latency: float = 0.0,
+        faults: Mapping[str, str] | None = None,
+        fixtures: Mapping[str, dict] | None = None,
+        clock: Callable[[], float] = time.time,
+        access_log: bool = False,
+    ) -> None:
+        if not api_key:
+            raise ValueError("api_key must not be empty")
+        self.world = world
+        self.latency = latency
+        self.clock = clock
+        self.access_log = access_log
+        self.url: str | None = None
+        self._api_key = api_key
+        self._faults = {job_id: parse_fault(kind) for job_id, kind in (faults or {}).items()}
+        self._fixtures = dict(fixtures or {})
+        self._counts: Counter[str] = Counter()
+        self._job_counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        if self._httpd is not None:
+            raise RuntimeError("simulator already started")
+        self._stopping.clear()
+        self._httpd = _HTTPServer((host, port), _Handler, self)
+        bound_host, bound_port = self._httpd.server_address[:2]
+        shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.url = f"http://{shown_host}:{bound_port}"
+        self._thread = threading.Thread(
+            # A short poll interval makes stop() quick.
+            target=self._httpd.serve_forever, args=(0.1,), name="seekrflow-simulator", daemon=True
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._stopping.set()  # wakes handlers sleeping on latency or a slow fault
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections()
+        self._thread.join()
+
+    def __enter__(self) -> SimulatorServer:
+        if self._httpd is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # --- counters for tests ----------------------------------------------------------------
+
+    @property
+    def requests(self) -> Counter[str]:
+        """Requests answered per path template (a copy), e.g. {"/v1/flow/ingestion/{id}": 3}."""
+        with self._lock:
+            return Counter(self._counts)
+
+    @property
+    def job_requests(self) -> Counter[str]:
+        """Requests per job ID on the single-job routes (a copy)."""
+        with self._lock:
+            return Counter(self._job_counts)
+
+    # --- answering -------------------------------------------------------------------------
+
+    def answer(self, path: str, authorization: str | None) -> tuple[int, bytes]:
+        """(status, body) for a GET of `path` with that Authorization header."""
+        template, job_id = _route(path)
+        with self._lock:
+            self._counts[template] += 1
+            if job_id is not None:
+                self._job_counts[job_id] += 1
+        self._pause(self.latency)
+        if template == UNKNOWN_PATH:
+            return _detail(404, "Not Found")
+        if not authorization:
+            return _detail(401, "Not authenticated: send the API key in the Authorization header")
+        if authorization != self._api_key:
+            return _detail(401, "Invalid API key")
+        now = self.clock()
+        if job_id is None:
+            return 200, _json({"object": "list", "data": self._all_jobs(now)})
+        return self._answer_job(job_id, now)
+
+    def _answer_job(self, job_id: str, now: float) -> tuple[int, bytes]:
+        fault, seconds = self._faults.get(job_id, (None, 0.0))
+        if fault in FAULT_STATUS:
+            return _detail(*FAULT_STATUS[fault])
+        if fault == "slow":
+            self._pause(seconds)
+            now = self.clock()
+        body = self._job_body(job_id, now)
+        if body is None and fault in BODY_FAULTS:
+            body = {"id": job_id, "created_at": format_timestamp(round(now * 1e6)),
+                    "status": "queued", "output_files": [], "file_records": []}
+        if body is None:
+            return _detail(404, f"Ingestion job {job_id} not found")
+        if fault == "bad_json":
+            text = _json(body)
+            return 200, text[: max(1, len(text) // 2)]
+        if fault == "bad_schema":
+            # A required field gone and another of the wrong type: both break the schema.
+            broken = {k: v for k, v in body.items() if k != "created_at"}
+            broken["output_files"] = ",".join(body.get("output_files") or [])
+            return 200, _json(broken)
+        return 200, _json(body)
+
+    def _job_body(self, job_id: str, now: float) -> dict | None:
+        if job_id in self._fixtures:
+            return self._fixtures[job_id]
+        return self.world.job_response(job_id, now)
+
+    def _all_jobs(self, now: float) -> list[dict]:
+        ids = self.world.job_ids()
+        ids += [job_id for job_id in self._fixtures if job_id not in ids]
+        return [self._job_body(job_id, now) for job_id in ids]
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+
+def _route(path: str) -> tuple[str, str | None]:
+    """(path template, job ID or None) for a request path; the query string is ignored."""
+    path = urlsplit(path).path
+    if path in LIST_PATHS:
+        return path, None
+    for prefix in JOB_PATHS:
+        if path.startswith(prefix):
+            segment = path[len(prefix):]
+            # One path segment only: "a/b" is no job route, just as on the real API.
+            if segment and "/" not in segment:
+                return prefix + "{id}", unquote(segment)
+    return UNKNOWN_PATH, None
+
+
+def _json(body) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _detail(status: int, message: str) -> tuple[int, bytes]:
+    return status, _json({"detail": message})
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # Idle keep-alive connections would make server_close() wait; stop() closes them instead.
+    block_on_close = False
+
+    def __init__(self, address, handler, simulator: SimulatorServer) -> None:
+        self.simulator = simulator
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def track(self, connection: socket.socket, open_: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if open_ else self._connections.discard)(connection)
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that hangs up mid-answer (or stop() cutting a connection) is no server error.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+    def close_connections(self) -> None:
+        """End kept-alive connections, so nothing is answered once the simulator has stopped."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by the client
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as a client pool expects
+    server_version = "seekrflow-simulator"
+    timeout = 60  # an idle kept-alive connection is dropped after this
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        super().finish()
+
+    def do_GET(self) -> None:
+        simulator: SimulatorServer = self.server.simulator
+        status, body = simulator.answer(self.path, self.headers.get("Authorization"))
+        self._send(status, body)
+
+    def do_HEAD(self) -> None:
+        # A request body would stay unread on a kept-alive connection: close it after answering.
+        self.close_connection = True
+        self._send(405, _json({"detail": "Method Not Allowed"}))
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD
+
+    def _send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        # Quiet unless asked; the request line never holds the key (it travels in a header).
+        if self.server.simulator.access_log:
+            super().log_message(format, *args)
