@@ -1,0 +1,148 @@
+"""Configuration: every kind of mistake stops start-up with one line naming the key and the reason."""
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from exporter.config import ConfigError, build_config, load_config, parse_duration
+
+ENV = {"SEEKR_API_KEY": "sk-test-config"}
+
+
+def test_minimal_config_and_defaults():
+    config = build_config({"api": {"base_url": "http://127.0.0.1:8080"}, "jobs": ["ij-0001", "ij-0002"]}, ENV)
+    assert config.jobs == ("ij-0001", "ij-0002")
+    assert config.api.base_url == "http://127.0.0.1:8080"
+    assert config.api.path_template == "/v1/flow/alignment/ingestion/{id}"
+    assert config.api.api_key == "sk-test-config"
+    assert config.api.team_id is None
+    assert (config.scrape.timeout, config.scrape.cache_ttl, config.scrape.finished_job_refresh) == (25, 5, 600)
+    assert config.metrics.per_file is True
+
+
+def test_environment_fills_base_url_team_and_key():
+    env = dict(ENV, SEEKR_BASE_URL="https://flow.example.test/", SEEKR_TEAM_ID="team-9")
+    config = build_config({"jobs": ["ij-1"], "api": {"endpoint": "ingestion"}}, env)
+    assert config.api.base_url == "https://flow.example.test"
+    assert config.api.team_id == "team-9"
+    assert config.api.path_template == "/v1/flow/ingestion/{id}"
+
+
+def test_key_file_wins_over_environment_and_is_not_in_repr(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-from-file\n")
+    config = build_config({"jobs": ["ij-1"], "api": {"api_key_file": str(key_file)}}, ENV)
+    assert config.api.api_key == "sk-from-file"
+    assert "sk-from-file" not in repr(config)
+
+
+def test_full_example_config_in_the_repo_is_valid():
+    config = load_config("config.yaml", ENV)
+    assert len(config.jobs) >= 2
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("10s", 10), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), ("2d", 172800), ("1m30s", 90), ("0s", 0)])
+def test_durations(text, seconds):
+    assert parse_duration(text, "x") == seconds
+
+
+MISTAKES = [
+    ({"jobs": ["ij-1"], "bogus": 1}, "bogus: unknown key (allowed: api, jobs, metrics, scrape)"),
+    ({"jobs": ["ij-1"], "api": {"base_urll": "x"}},
+     "api.base_urll: unknown key (allowed: api_key_file, base_url, endpoint, max_concurrency, team_id, timeout)"),
+    ({"api": {}}, "jobs: is required: list the ingestion job IDs to export"),
+    ({"jobs": []}, "jobs: must be a non-empty list of ingestion job IDs, got []"),
+    ({"jobs": "ij-1"}, "jobs: must be a non-empty list of ingestion job IDs, got 'ij-1'"),
+    ({"jobs": ["ij-1", ""]}, "jobs[1]: must be a non-empty job ID string, got ''"),
+    ({"jobs": ["ij-1", 7]}, "jobs[1]: must be a non-empty job ID string, got 7"),
+    ({"jobs": ["ij-1", "ij-2", "ij-1"]}, "jobs[2]: duplicate job ID 'ij-1'"),
+    ({"jobs": ["../admin"]}, "jobs[0]: '../admin' is not a valid job ID (letters, digits, '.', '_', '~', '-' only)"),
+    ({"jobs": ["ij-1/../../x"]}, "jobs[0]: 'ij-1/../../x' is not a valid job ID (letters, digits, '.', '_', '~', '-' only)"),
+    ({"jobs": ["ij-1?x=1"]}, "jobs[0]: 'ij-1?x=1' is not a valid job ID (letters, digits, '.', '_', '~', '-' only)"),
+    ({"jobs": ["ij-1"], "api": {"base_url": "flow.seekr.com"}},
+     "api.base_url: must be an http(s) URL like https://flow.seekr.com, got 'flow.seekr.com'"),
+    ({"jobs": ["ij-1"], "api": {"base_url": "ftp://host"}},
+     "api.base_url: must be an http(s) URL like https://flow.seekr.com, got 'ftp://host'"),
+    ({"jobs": ["ij-1"], "api": {"endpoint": "v2"}}, "api.endpoint: must be one of alignment, ingestion, got 'v2'"),
+    ({"jobs": ["ij-1"], "api": {"timeout": "10"}}, "api.timeout: must be a duration like 10s or 5m, got '10'"),
+    ({"jobs": ["ij-1"], "api": {"timeout": 10}}, "api.timeout: must be a duration like 10s or 5m, got 10"),
+    ({"jobs": ["ij-1"], "api": {"timeout": "0s"}}, "api.timeout: must be longer than 0s"),
+    ({"jobs": ["ij-1"], "scrape": {"cache_ttl": "5 minutes"}},
+     "scrape.cache_ttl: must be a duration like 10s or 5m, got '5 minutes'"),
+    ({"jobs": ["ij-1"], "api": {"max_concurrency": 0}}, "api.max_concurrency: must be a whole number from 1 to 256, got 0"),
+    ({"jobs": ["ij-1"], "api": {"max_concurrency": "8"}}, "api.max_concurrency: must be a whole number from 1 to 256, got '8'"),
+    ({"jobs": ["ij-1"], "api": {"team_id": 42}}, "api.team_id: must be a string, got 42"),
+    ({"jobs": ["ij-1"], "metrics": {"per_file": "yes"}}, "metrics.per_file: must be true or false, got 'yes'"),
+    ({"jobs": ["ij-1"], "metrics": {"per_file_limit": True}},
+     "metrics.per_file_limit: must be a whole number from 1 to 100000, got True"),
+    ({"jobs": ["ij-1"], "metrics": {"queue_wait_buckets": [5, 1]}},
+     "metrics.queue_wait_buckets: bucket bounds must be strictly increasing"),
+    ({"jobs": ["ij-1"], "metrics": {"processing_duration_buckets": [1, "5s"]}},
+     "metrics.processing_duration_buckets: bucket bounds must be positive numbers of seconds, got '5s'"),
+    ({"jobs": ["ij-1"], "metrics": []}, "metrics: must be a mapping, got []"),
+    (["ij-1"], "must be a mapping, got ['ij-1']"),
+]
+
+
+@pytest.mark.parametrize("raw, message", MISTAKES)
+def test_each_mistake_names_the_key_and_the_reason(raw, message):
+    with pytest.raises(ConfigError) as err:
+        build_config(raw, ENV)
+    assert str(err.value) == message
+
+
+def test_missing_key_is_a_config_error():
+    with pytest.raises(ConfigError) as err:
+        build_config({"jobs": ["ij-1"]}, {})
+    assert str(err.value) == "api.api_key_file: no API key: set api.api_key_file or the SEEKR_API_KEY environment variable"
+
+
+def test_unreadable_key_file(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        build_config({"jobs": ["ij-1"], "api": {"api_key_file": str(tmp_path / "nope")}}, ENV)
+    assert str(err.value) == f"api.api_key_file: cannot read {tmp_path / 'nope'}: No such file or directory"
+
+
+def run_exporter(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", **(env or {})}, timeout=30)
+
+
+def test_bad_config_stops_startup_with_one_line_and_exit_1(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"jobs": ["ij-1", "ij-1"]}))
+    proc = run_exporter("--config.file", str(path), "--web.listen-address", "127.0.0.1:0", env=ENV)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "level=error" in lines[0] and "jobs[1]: duplicate job ID 'ij-1'" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("jobs:\n  - ij-1\n api: [\n")
+    proc = run_exporter("--config.check", "--config.file", str(path), env=ENV)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"{path}: {path} is not valid YAML at line 3, column 2"
+
+
+def test_config_check_accepts_a_good_file_and_refuses_a_bad_one(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"jobs": ["ij-1", "ij-2"], "api": {"endpoint": "ingestion"}}))
+    proc = run_exporter("--config.check", "--config.file", str(good), env=ENV)
+    assert (proc.returncode, proc.stdout.strip()) == (0, f"{good}: valid, 2 job(s), endpoint /v1/flow/ingestion/{{id}}")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"jobs": ["ij-1"], "scrape": {"timeout": "soon"}}))
+    proc = run_exporter("--config.check", "--config.file", str(bad), env=ENV)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"{bad}: scrape.timeout: must be a duration like 10s or 5m, got 'soon'"
+
+
+def test_missing_config_file(tmp_path):
+    proc = run_exporter("--config.check", "--config.file", str(tmp_path / "none.yaml"), env=ENV)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().endswith(f"cannot read config file {tmp_path / 'none.yaml'}: No such file or directory")

@@ -1,0 +1,85 @@
+"""Parsing API answers: tolerant of what the schema allows, strict about what it forbids."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from exporter.model import InvalidResponse, parse_job, parse_timestamp
+
+T = 1768487400.0  # 2026-01-15T14:30:00Z
+GOOD = json.loads((Path(__file__).parent / "fixtures" / "job_running.json").read_text())
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2026-01-15T14:30:00Z", T),
+    ("2026-01-15T14:30:00z", T),
+    ("2026-01-15t14:30:00Z", T),
+    ("2026-01-15T14:30:00", T),                      # no offset: UTC
+    ("2026-01-15T14:30:00.000000Z", T),
+    ("2026-01-15T14:30:00.5Z", T + 0.5),             # one fractional digit
+    ("2026-01-15T14:30:00.123456789Z", T + 0.123456789),  # nine
+    ("2026-01-15T16:30:00+02:00", T),
+    ("2026-01-15T09:00:00.25-05:30", T + 0.25),
+    ("2026-01-15T14:30:00+00:00", T),
+    ("2026-01-15 14:30:00Z", T),
+])
+def test_rfc3339_timestamps(text, expected):
+    assert parse_timestamp(text) == pytest.approx(expected, abs=1e-7)
+
+
+@pytest.mark.parametrize("text", [
+    "", "yesterday", "2026-01-15", "2026-13-01T00:00:00Z", "2026-01-15T14:30:00.1234567890Z",
+    "2026-01-15T14:30:00+2:00", "2026-01-15T14:30Z", "2026-02-30T00:00:00Z",
+])
+def test_bad_timestamps_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_timestamp(text)
+
+
+def test_good_answer_parses_and_ignores_unknown_fields():
+    job = parse_job(GOOD)
+    assert (job.id, job.status, job.output_files, len(job.records)) == ("ij-running", "running", 2, 8)
+    assert job.records[6].deleted is True
+    assert job.records[5].method is None and job.records[5].deleted is False
+
+
+def broken(mutate):
+    body = copy.deepcopy(GOOD)
+    mutate(body)
+    return body
+
+
+@pytest.mark.parametrize("body, reason", [
+    ([], "expected a JSON object, got list"),
+    (None, "expected a JSON object, got NoneType"),
+    (broken(lambda b: b.pop("output_files")), "output_files: expected a list"),
+    (broken(lambda b: b.update(id=7)), "id: expected a string, got int"),
+    (broken(lambda b: b.update(status=None)), "status: expected a string, got null"),
+    (broken(lambda b: b.update(created_at="soon")), "created_at: not an RFC 3339 timestamp"),
+    (broken(lambda b: b.update(file_records={"a": 1})), "file_records: expected a list or null"),
+    (broken(lambda b: b["file_records"].append("x")), "file_records[8]: expected an object"),
+    (broken(lambda b: b["file_records"][0].pop("record_id")), "file_records[0].record_id: expected a string, got null"),
+    (broken(lambda b: b["file_records"][4].update(queue_position="1")),
+     "file_records[4].queue_position: expected an integer or null"),
+    (broken(lambda b: b["file_records"][4].update(queue_position=True)),
+     "file_records[4].queue_position: expected an integer or null"),
+    (broken(lambda b: b["file_records"][1].update(deleted="no")), "file_records[1].deleted: expected a boolean"),
+    (broken(lambda b: b["file_records"][1].update(completed_at=12)),
+     "file_records[1].completed_at: expected an RFC 3339 timestamp, got int"),
+    (broken(lambda b: b["file_records"][1].update(worker_id=["w"])),
+     "file_records[1].worker_id: expected a string or null, got list"),
+])
+def test_answers_that_break_the_schema_say_where(body, reason):
+    with pytest.raises(InvalidResponse) as err:
+        parse_job(body)
+    assert str(err.value) == reason
+
+
+def test_settled_means_finished_job_with_every_live_record_finished():
+    job = parse_job(json.loads((Path(__file__).parent / "fixtures" / "job_completed.json").read_text()))
+    assert job.is_settled
+    assert not parse_job(GOOD).is_settled
+    still_running = broken(lambda b: b.update(status="completed"))
+    assert not parse_job(still_running).is_settled  # records are still queued
