@@ -1,0 +1,99 @@
+"""Run the real exporter as a process on 127.0.0.1 for tests, and always stop it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    end = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < end:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as err:  # noqa: BLE001 - the last error is reported below
+            last_error = err
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last error: {last_error!r}")
+
+
+class ExporterProcess:
+    """The exporter as a subprocess; ``log`` holds what it wrote to stderr once stopped."""
+
+    def __init__(self, config: dict, api_key: str | None, extra_args=(), env=None):
+        self._dir = tempfile.TemporaryDirectory(prefix="seekrflow-exporter-test-")
+        self.config_path = Path(self._dir.name) / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stderr_path = Path(self._dir.name) / "stderr.log"
+        self._env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKR_")}
+        self._env.update(env or {})
+        if api_key is not None:
+            self._env["SEEKR_API_KEY"] = api_key
+        self._args = ["--config.file", str(self.config_path), "--web.listen-address", f"127.0.0.1:{self.port}",
+                      *extra_args]
+        self.proc: subprocess.Popen | None = None
+        self.log = ""
+
+    def __enter__(self) -> "ExporterProcess":
+        self._stderr = open(self._stderr_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "exporter", *self._args], cwd=ROOT, env=self._env,
+                                     stdout=subprocess.DEVNULL, stderr=self._stderr)
+        try:
+            wait_until(self._healthy, what="the exporter to answer /-/healthy")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"exporter exited with {self.proc.returncode}: {self._stderr_path.read_text()}")
+        return requests.get(self.url + "/-/healthy", timeout=1).status_code == 200
+
+    def scrape(self, headers=None) -> requests.Response:
+        response = requests.get(self.url + "/metrics", headers=headers or {}, timeout=30)
+        response.raise_for_status()
+        return response
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+        self.log = self._stderr_path.read_text()
+        return self.proc.returncode
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+        with contextlib.suppress(OSError):
+            self._dir.cleanup()

@@ -1,0 +1,237 @@
+"""The exporter process against the simulator over real HTTP on 127.0.0.1."""
+
+import gzip
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from exporter.simulator import SimulatedWorld, SimulatorServer
+from harness import ROOT, ExporterProcess, wait_until
+from metric_samples import parse_exposition, series, value
+
+KEY = "sk-test-7f3c9a1e5b2d4c6e8a0b1c2d3e4f5a6b"
+P = "seekrflow_ingestion_"
+FIXTURES = Path(__file__).parent / "fixtures"
+ENDPOINT = "/v1/flow/alignment/ingestion/{id}"
+FAULTS = {"ij-500": "http_500", "ij-badjson": "bad_json", "ij-badschema": "bad_schema"}
+
+
+def fixture_bodies():
+    bodies = [json.loads((FIXTURES / n).read_text()) for n in ("job_running.json", "job_completed.json", "job_unknown_status.json")]
+    return {body["id"]: body for body in bodies}
+
+
+@pytest.fixture
+def simulator():
+    world = SimulatedWorld(jobs=3, files_per_job=8, seed=3, started_at=time.time())
+    server = SimulatorServer(world, KEY, fixtures=fixture_bodies(), faults=dict(FAULTS, **{"ij-slow": "slow:5"}))
+    server.start("127.0.0.1", 0)
+    yield server
+    server.stop()
+
+
+def config_for(simulator, jobs, **sections):
+    config = {"api": {"base_url": simulator.url}, "jobs": list(jobs)}
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    return config
+
+
+def test_bad_jobs_fail_alone_and_the_rest_keep_exact_series(simulator):
+    world_ids = simulator.world.job_ids()
+    jobs = ["ij-running", "ij-done", "ij-odd", "ij-404", "ij-500", "ij-badjson", "ij-badschema", *world_ids]
+    with ExporterProcess(config_for(simulator, jobs), KEY) as exporter:
+        response = exporter.scrape()
+        text = response.text
+    got = parse_exposition(text)
+
+    assert response.status_code == 200
+    assert value(got, "seekrflow_up") == 1
+    success = {dict(k)["job_id"]: v for k, v in series(got, P + "job_scrape_success").items()}
+    assert success == {"ij-running": 1, "ij-done": 1, "ij-odd": 1, "ij-404": 0, "ij-500": 0, "ij-badjson": 0,
+                       "ij-badschema": 0, **{job_id: 1 for job_id in world_ids}}
+    errors = {dict(k)["job_id"]: dict(k)["reason"] for k in series(got, P + "job_scrape_error_info")}
+    assert errors == {"ij-404": "http_404", "ij-500": "http_500", "ij-badjson": "invalid_json",
+                      "ij-badschema": "invalid_schema"}
+
+    # The fixture job's values are exactly those of the unit tests, now through HTTP and the text format.
+    files = {dict(k)["status"]: v for k, v in series(got, P + "job_files", job_id="ij-running").items()}
+    assert files == {"queued": 2, "processing": 1, "completed": 2, "failed": 1, "converting": 1}
+    assert value(got, P + "job_created_timestamp_seconds", job_id="ij-running") == 1768487400
+    assert value(got, P + "job_queue_position_max", job_id="ij-running") == 4
+    assert value(got, P + "job_file_processing_duration_seconds_gsum", job_id="ij-running", status="completed") == 68.5
+    assert value(got, P + "job_duration_seconds", job_id="ij-done") == 200
+    assert value(got, P + "job_status", job_id="ij-odd", status="paused") == 1
+    assert value(got, P + "file_error_info", job_id="ij-running", record_id="ijf-f1", error_message="PDF is encrypted",
+                 suggested_fix="Remove the password and upload the file again") == 1
+    for job_id in world_ids:
+        assert sum(series(got, P + "job_status", job_id=job_id).values()) == 1
+        assert series(got, P + "file_info", job_id=job_id)
+
+    # Failing jobs export nothing but their failure.
+    for job_id in errors:
+        assert {k[0] for k in got if dict(k[1]).get("job_id") == job_id} == {
+            P + "job_scrape_success", P + "job_scrape_error_info"}
+
+    codes = {dict(k)["code"]: v for k, v in series(got, "seekrflow_exporter_api_requests_total", endpoint=ENDPOINT).items()}
+    assert codes == {"200": 3 + len(world_ids), "404": 1, "500": 1, "invalid_response": 2}
+
+    failures = [line for line in exporter.log.splitlines() if 'msg="fetch failed"' in line]
+    reasons = sorted(re.search(r"reason=(\S+)", line).group(1) for line in failures)
+    assert reasons == ["http_404", "http_500", "invalid_json", "invalid_schema"]
+    assert KEY not in text and KEY not in exporter.log
+
+
+def test_wrong_key_gives_up_zero_and_never_shows_the_key(simulator):
+    wrong = "sk-wrong-key-0123456789abcdef0123456789"
+    with ExporterProcess(config_for(simulator, ["ij-running", "ij-done"]), wrong) as exporter:
+        text = exporter.scrape().text
+        landing = requests.get(exporter.url + "/", timeout=5).text
+    got = parse_exposition(text)
+    assert value(got, "seekrflow_up") == 0
+    assert {dict(k)["reason"] for k in series(got, P + "job_scrape_error_info")} == {"http_401"}
+    assert value(got, "seekrflow_exporter_api_requests_total", endpoint=ENDPOINT, code="401") == 2
+    for output in (text, exporter.log, landing):
+        assert wrong not in output and KEY not in output
+    assert "reason=http_401" in exporter.log
+
+
+def test_key_from_file_and_team_header(simulator, tmp_path):
+    key_file = tmp_path / "api-key"
+    key_file.write_text(KEY + "\n")
+    config = config_for(simulator, ["ij-done"], api={"api_key_file": str(key_file), "team_id": "team-7"})
+    with ExporterProcess(config, api_key=None) as exporter:
+        got = parse_exposition(exporter.scrape().text)
+    assert value(got, P + "job_scrape_success", job_id="ij-done") == 1
+    assert KEY not in exporter.log
+
+
+def test_unreachable_api_gives_up_zero(simulator):
+    config = {"api": {"base_url": "http://127.0.0.1:9"}, "jobs": ["ij-1"]}
+    with ExporterProcess(config, KEY) as exporter:
+        got = parse_exposition(exporter.scrape().text)
+    assert value(got, "seekrflow_up") == 0
+    assert value(got, P + "job_scrape_error_info", job_id="ij-1", reason="connection_error") == 1
+    assert value(got, "seekrflow_exporter_api_requests_total", endpoint=ENDPOINT, code="connection_error") == 1
+
+
+def test_scrape_deadline_from_prometheus_header_fails_only_the_slow_job(simulator):
+    config = config_for(simulator, ["ij-slow", "ij-done", "ij-running"], api={"timeout": "30s"})
+    with ExporterProcess(config, KEY) as exporter:
+        got = parse_exposition(exporter.scrape({"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}).text)
+    assert value(got, P + "job_scrape_error_info", job_id="ij-slow", reason="timeout") == 1
+    assert value(got, P + "job_scrape_success", job_id="ij-done") == 1
+    assert value(got, P + "job_scrape_success", job_id="ij-running") == 1
+    assert value(got, "seekrflow_up") == 1
+
+
+def test_settled_jobs_are_not_fetched_again(simulator):
+    # ij-done is completed with every record finished; ij-running is not.
+    config = config_for(simulator, ["ij-done", "ij-running"], scrape={"cache_ttl": "0s"})
+    with ExporterProcess(config, KEY) as exporter:
+        for _ in range(3):
+            got = parse_exposition(exporter.scrape().text)
+            assert value(got, P + "job_scrape_success", job_id="ij-done") == 1
+    assert simulator.job_requests["ij-done"] == 1
+    assert simulator.job_requests["ij-running"] == 3
+
+
+def test_concurrent_scrapes_share_one_fetch(simulator):
+    simulator.latency = 0.3
+    config = config_for(simulator, ["ij-running", "ij-odd"], scrape={"cache_ttl": "30s"})
+    with ExporterProcess(config, KEY) as exporter:
+        with ThreadPoolExecutor(4) as pool:
+            texts = list(pool.map(lambda _: exporter.scrape().text, range(4)))
+    for text in texts:
+        assert value(parse_exposition(text), P + "job_scrape_success", job_id="ij-running") == 1
+    assert simulator.job_requests == {"ij-running": 1, "ij-odd": 1}
+
+
+def test_current_endpoint_is_used_when_configured(simulator):
+    config = config_for(simulator, ["ij-done"], api={"endpoint": "ingestion"})
+    with ExporterProcess(config, KEY) as exporter:
+        got = parse_exposition(exporter.scrape().text)
+    assert value(got, "seekrflow_exporter_api_requests_total", endpoint="/v1/flow/ingestion/{id}", code="200") == 1
+    assert simulator.requests == {"/v1/flow/ingestion/{id}": 1}
+
+
+def test_stale_data_is_served_while_the_api_fails(simulator):
+    config = config_for(simulator, ["ij-running"], scrape={"cache_ttl": "0s", "serve_stale_for": "10m"})
+    with ExporterProcess(config, KEY) as exporter:
+        exporter.scrape()
+        simulator.stop()  # the API goes away
+        got = parse_exposition(exporter.scrape().text)
+    assert value(got, P + "job_scrape_success", job_id="ij-running") == 0
+    assert value(got, P + "job_scrape_error_info", job_id="ij-running", reason="connection_error") == 1
+    assert value(got, P + "job_files", job_id="ij-running", status="queued") == 2
+    assert value(got, "seekrflow_up") == 0
+
+
+def test_web_pages_and_content_negotiation(simulator):
+    with ExporterProcess(config_for(simulator, ["ij-done", "ij-odd"]), KEY) as exporter:
+        landing = requests.get(exporter.url + "/", timeout=5)
+        healthy = requests.get(exporter.url + "/-/healthy", timeout=5)
+        ready = requests.get(exporter.url + "/-/ready", timeout=5)
+        missing = requests.get(exporter.url + "/nope", timeout=5)
+        om = exporter.scrape({"Accept": "application/openmetrics-text; version=1.0.0"})
+        raw = requests.get(exporter.url + "/metrics", headers={"Accept-Encoding": "gzip"}, stream=True, timeout=5)
+        compressed = raw.raw.read()
+    assert landing.status_code == 200 and "Exporting 2 ingestion jobs" in landing.text
+    assert 'href="/metrics"' in landing.text
+    assert (healthy.status_code, healthy.text) == (200, "Healthy\n")
+    assert (ready.status_code, ready.text) == (200, "Ready\n")
+    assert missing.status_code == 404
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n")
+    assert "# TYPE seekrflow_ingestion_job_file_queue_wait_seconds gaugehistogram" in om.text
+    assert raw.headers["Content-Encoding"] == "gzip"
+    assert b"seekrflow_up 1.0" in gzip.decompress(compressed)
+
+
+def test_promtool_check_metrics_is_clean(simulator):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is installed by .ci/run (Debian package prometheus)"
+    jobs = ["ij-running", "ij-done", "ij-odd", "ij-404", *simulator.world.job_ids()]
+    with ExporterProcess(config_for(simulator, jobs), KEY) as exporter:
+        text = exporter.scrape().text
+    check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_demo_starts_serves_data_and_stops_cleanly(tmp_path):
+    from harness import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        simulator_line = proc.stdout.readline()
+        metrics_line = proc.stdout.readline()
+        assert simulator_line.startswith("SeekrFlow API simulator: http://127.0.0.1:")
+        assert f"http://127.0.0.1:{port}/metrics" in metrics_line
+        text = wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text,
+                          what="demo metrics")
+        got = parse_exposition(text)
+        assert value(got, "seekrflow_up") == 1
+        success = series(got, P + "job_scrape_success")
+        assert len(success) == 6 and set(success.values()) == {1.0}
+        statuses = {dict(k)["status"] for k, v in series(got, P + "job_status").items() if v == 1}
+        assert len(statuses) >= 2  # the demo shows jobs in different states side by side
+    finally:
+        proc.terminate()
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    assert code == 0
+    assert "Traceback" not in proc.stderr.read()
