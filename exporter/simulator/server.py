@@ -102,7 +102,7 @@ class SimulatorServer:
         self.url = f"http://{shown_host}:{bound_port}"
         self._thread = threading.Thread(
             # A short poll interval makes stop() quick.
-            target=self._httpd.serve_forever, args=(0.1,), name="seekrflow-simulator", daemon=True
+            target=self._httpd.serve_forever, args=(0.05,), name="seekrflow-simulator", daemon=True
         )
         self._thread.start()
         return self.url

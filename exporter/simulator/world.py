@@ -9,8 +9,8 @@ The life of a job
 - Every record is created with its job and joins the job's queue in creation order. A queued record
   shows ``queue_position`` 1..n among the job's records still waiting; the numbers fall as workers
   pick files.
-- Each job has its own pool of workers, ``worker-1`` .. ``worker-N``. A free worker picks the head of
-  the queue after a short pause; the record turns ``processing`` with ``processing_at``,
+- Each job has its own pool of workers, ``worker-1`` .. ``worker-N``. A free worker picks the head
+  of the queue after a short pause; the record turns ``processing`` with ``processing_at``,
   ``worker_id`` and a ``metaflow_job_id``.
 - A record ends ``completed`` (``completed_at`` set; its ``alignment_file_id`` then appears in the
   job's ``output_files``, in completion order) or ``failed`` (``failed_at``, ``error_message`` and
