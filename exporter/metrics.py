@@ -173,7 +173,7 @@ def _add_files(f: _FileFamilies, job_id: str, records: Sequence[FileRecord], now
     cut = settings.error_text_limit
     for r in chosen:
         ids = [job_id, r.record_id]
-        f.info.add_metric(ids + [_cut(r.filename, cut), r.status, r.method or "", r.worker_id or ""], 1.0)
+        f.info.add_metric(ids + [_cut(r.filename, cut), r.status, _cut(r.method or "", cut), _cut(r.worker_id or "", cut)], 1.0)
         if r.queue_position is not None:
             f.queue_position.add_metric(ids, float(r.queue_position))
         end = r.ended_at

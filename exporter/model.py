@@ -17,6 +17,8 @@ FINISHED_JOB_STATUSES = frozenset({"completed", "failed"})
 
 # Status strings become label values; a runaway string must not become a runaway series.
 MAX_STATUS_LENGTH = 64
+# Queue positions become float samples; anything beyond exact float range is not a position.
+MAX_QUEUE_POSITION = 2**53
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?"
@@ -118,7 +120,8 @@ def _record(raw: Any, index: int) -> FileRecord:
     if not isinstance(deleted, bool):
         raise InvalidResponse(f"{where}.deleted: expected a boolean")
     queue_position = raw.get("queue_position")
-    if queue_position is not None and (isinstance(queue_position, bool) or not isinstance(queue_position, int)):
+    if queue_position is not None and (isinstance(queue_position, bool) or not isinstance(queue_position, int)
+                                       or abs(queue_position) > MAX_QUEUE_POSITION):
         raise InvalidResponse(f"{where}.queue_position: expected an integer or null")
     return FileRecord(
         record_id=_text(raw, "record_id", f"{where}.record_id"),
@@ -141,14 +144,21 @@ def _text(raw: dict, key: str, where: str) -> str:
     value = raw.get(key)
     if not isinstance(value, str):
         raise InvalidResponse(f"{where}: expected a string, got {_kind(value)}")
-    return value
+    return _encodable(value)
 
 
 def _optional_text(raw: dict, key: str, where: str) -> str | None:
     value = raw.get(key)
     if value is not None and not isinstance(value, str):
         raise InvalidResponse(f"{where}.{key}: expected a string or null, got {_kind(value)}")
-    return value
+    return value if value is None else _encodable(value)
+
+
+def _encodable(value: str) -> str:
+    """JSON may carry lone surrogates ("\\ud800"); they cannot be written as UTF-8 label values."""
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _status(raw: dict, key: str, where: str = "") -> str:
