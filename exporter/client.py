@@ -8,7 +8,9 @@ contains the API key.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import requests
@@ -31,6 +33,8 @@ class FetchResult:
     detail: str | None = None
     # The HTTP status if the API answered at all; None for timeouts and connection errors.
     http_status: int | None = None
+    # Seconds the API asked us to wait (Retry-After on a 429 or 503) before asking again.
+    retry_after: float | None = None
 
 
 class SeekrFlowClient:
@@ -70,7 +74,11 @@ class SeekrFlowClient:
             except (requests.RequestException, ValueError) as err:
                 return self._failed(job_id, endpoint, "connection_error", f"reading the body failed: {type(err).__name__}", status)
         if status != 200:
-            return self._failed(job_id, endpoint, f"http_{status}", f"HTTP {status}{_detail_of(body)}", status, code=str(status))
+            failed = self._failed(job_id, endpoint, f"http_{status}", f"HTTP {status}{_detail_of(body)}", status,
+                                  code=str(status))
+            if status in (429, 503):
+                failed = replace(failed, retry_after=_retry_after(response.headers.get("Retry-After")))
+            return failed
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError):
@@ -112,6 +120,19 @@ def _detail_of(body: bytes) -> str:
     if not isinstance(detail, str):
         return ""
     return ": " + " ".join(detail.split())[:120]
+
+
+def _retry_after(header: str | None) -> float | None:
+    """Retry-After is either delay-seconds or an HTTP date."""
+    if not header:
+        return None
+    header = header.strip()
+    if header.isdigit():
+        return float(header)
+    try:
+        return max(parsedate_to_datetime(header).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _connection_detail(err: requests.RequestException) -> str:

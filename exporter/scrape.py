@@ -5,6 +5,7 @@
 - A settled job (finished, every record finished) cannot change any more; it is re-read only every
   ``finished_job_refresh``, so in the steady state a scrape costs one request per unfinished job.
 - A failed fetch keeps the job's last good data for ``serve_stale_for``, marked not fresh.
+- A 429 or 503 with Retry-After is honoured: the job is not asked again before then.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from .model import IngestionJob, JobSnapshot
 
 log = logging.getLogger("seekrflow_exporter.scrape")
 
+# A Retry-After longer than this is taken as this: a job must not go dark for hours on one answer.
+MAX_RETRY_AFTER = 600.0
+
 
 @dataclass(frozen=True)
 class ScrapeResult:
@@ -36,6 +40,7 @@ class _JobState:
     last_success: float | None = None  # wall clock, for the exported timestamp
     last_success_mono: float | None = None
     error: str | None = None
+    retry_at: float | None = None  # monotonic; the API asked us not to come back before
     in_flight: Future | None = field(default=None, repr=False)
 
 
@@ -103,6 +108,8 @@ class JobPoller:
         self._result = ScrapeResult(tuple(self._snapshot(j) for j in self._job_ids), self._api_up)
 
     def _is_due(self, state: _JobState, now: float) -> bool:
+        if state.retry_at is not None and now < state.retry_at:
+            return False
         if state.job is None or state.error is not None or not state.job.is_settled:
             return True
         return now - state.last_success_mono >= self._settings.finished_job_refresh
@@ -112,13 +119,15 @@ class JobPoller:
         if result.job is not None:
             if state.error is not None:
                 log.info("fetch recovered", extra={"fields": {"job_id": job_id}})
-            state.job, state.error = result.job, None
+            state.job, state.error, state.retry_at = result.job, None, None
             state.last_success, state.last_success_mono = self._wall_clock(), self._monotonic()
             return
         level = logging.WARNING if state.error != result.reason else logging.DEBUG
         log.log(level, "fetch failed", extra={"fields": {
             "job_id": job_id, "reason": result.reason, "detail": result.detail}})
         state.error = result.reason
+        state.retry_at = None if result.retry_after is None else (
+            self._monotonic() + min(result.retry_after, MAX_RETRY_AFTER))
         too_old = state.last_success_mono is None or (
             self._monotonic() - state.last_success_mono > self._settings.serve_stale_for)
         if too_old:

@@ -235,3 +235,17 @@ def test_demo_starts_serves_data_and_stops_cleanly(tmp_path):
             raise
     assert code == 0
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_retry_after_is_honoured(simulator):
+    simulator_faults = {"ij-busy": "http_429"}
+    world = SimulatedWorld(jobs=0, files_per_job=1, seed=1)
+    with SimulatorServer(world, KEY, faults=simulator_faults, fixtures=fixture_bodies()) as busy:
+        config = {"api": {"base_url": busy.url}, "jobs": ["ij-busy", "ij-running"], "scrape": {"cache_ttl": "0s"}}
+        with ExporterProcess(config, KEY) as exporter:
+            for _ in range(3):
+                got = parse_exposition(exporter.scrape().text)
+                assert value(got, P + "job_scrape_error_info", job_id="ij-busy", reason="http_429") == 1
+                assert value(got, P + "job_scrape_success", job_id="ij-running") == 1
+        # Asked to come back in 60 s, the exporter did not ask again; the healthy job was read each time.
+        assert busy.job_requests == {"ij-busy": 1, "ij-running": 3}

@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--no-stagger", action="store_true",
         help="create every job at start-up instead of spreading them over their run times")
     add("--fault", action="append", default=[], metavar="JOB_ID=KIND",
-        help="serve a fault for a job: http_500, http_503, http_403, bad_json, bad_schema, "
+        help="serve a fault for a job: http_500, http_503, http_403, http_429 (with Retry-After), bad_json, bad_schema, "
              "slow:<seconds>; repeatable")
     add("--fixture", action="append", default=[], metavar="PATH",
         help="serve this JSON body verbatim for the job named by its id; repeatable")

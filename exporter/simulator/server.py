@@ -38,7 +38,10 @@ FAULT_STATUS = {
     "http_500": (500, "Internal Server Error"),
     "http_503": (503, "Service temporarily unavailable for maintenance"),
     "http_403": (403, "Not enough permissions to access this ingestion job"),
+    "http_429": (429, "Too many requests"),
 }
+# A 429 tells the client when to come back, as a polite server does.
+RETRY_AFTER_SECONDS = 60
 BODY_FAULTS = ("bad_json", "bad_schema")
 
 
@@ -283,6 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if status == 429:
+            self.send_header("Retry-After", str(RETRY_AFTER_SECONDS))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
