@@ -92,7 +92,8 @@ def test_bad_jobs_fail_alone_and_the_rest_keep_exact_series(simulator):
 
 def test_wrong_key_gives_up_zero_and_never_shows_the_key(simulator):
     wrong = "sk-wrong-key-0123456789abcdef0123456789"
-    with ExporterProcess(config_for(simulator, ["ij-running", "ij-done"]), wrong) as exporter:
+    config = config_for(simulator, ["ij-running", "ij-done"])
+    with ExporterProcess(config, wrong, extra_args=["--log.level", "debug"]) as exporter:
         text = exporter.scrape().text
         landing = requests.get(exporter.url + "/", timeout=5).text
     got = parse_exposition(text)
