@@ -1,0 +1,167 @@
+"""The shipped rules and configs, checked by Prometheus's and Alertmanager's own tools.
+
+promtool and amtool come from Debian's prometheus and prometheus-alertmanager packages; a missing
+tool is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+PROMETHEUS_DIR = REPO / "prometheus"
+RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.rules.yml"))
+RULE_TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.test.yml"))
+RUNBOOK = REPO / "docs" / "runbook.md"
+ALERTS_DOC = REPO / "docs" / "alerts.md"
+RUNBOOK_URL = "https://github.com/seekrflow-exporter/seekrflow-exporter/blob/main/docs/runbook.md#"
+
+
+def load_renderer():
+    spec = importlib.util.spec_from_file_location("render_rules", PROMETHEUS_DIR / "render_rules.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+render_rules = load_renderer()
+
+
+def run_tool(*argv: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    tool = shutil.which(argv[0])
+    assert tool, f"{argv[0]} is not installed (Debian: prometheus / prometheus-alertmanager)"
+    result = subprocess.run([tool, *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=60)
+    print(result.stdout, result.stderr)
+    return result
+
+
+def alert_rules() -> list[dict]:
+    groups = yaml.safe_load((PROMETHEUS_DIR / "rules" / "seekrflow-alerts.rules.yml").read_text())
+    return [rule for group in groups["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_rule_files_are_found():
+    assert [path.name for path in RULE_FILES] == [
+        "seekrflow-alerts.rules.yml",
+        "seekrflow-recording.rules.yml",
+    ]
+    assert len(RULE_TEST_FILES) == 4
+
+
+@pytest.mark.parametrize("rule_file", RULE_FILES, ids=lambda path: path.name)
+def test_promtool_check_rules(rule_file):
+    result = run_tool("promtool", "check", "rules", str(rule_file))
+    assert result.returncode == 0
+
+
+@pytest.mark.parametrize("test_file", RULE_TEST_FILES, ids=lambda path: path.name)
+def test_promtool_rule_unit_tests(test_file):
+    result = run_tool("promtool", "test", "rules", test_file.name, cwd=test_file.parent)
+    assert result.returncode == 0
+    assert "SUCCESS" in result.stdout
+
+
+def test_promtool_check_example_prometheus_config():
+    result = run_tool("promtool", "check", "config", str(PROMETHEUS_DIR / "prometheus.yml"))
+    assert result.returncode == 0
+    assert "SUCCESS: 2 rule files found" in result.stdout
+
+
+def test_amtool_check_example_alertmanager_config():
+    result = run_tool("amtool", "check-config", str(PROMETHEUS_DIR / "alertmanager.yml"))
+    assert result.returncode == 0
+
+
+def test_alert_rules_file_is_rendered_from_the_thresholds():
+    rendered = render_rules.render()
+    assert (PROMETHEUS_DIR / "rules" / "seekrflow-alerts.rules.yml").read_text() == rendered, (
+        "prometheus/rules/seekrflow-alerts.rules.yml is out of date: "
+        "run python prometheus/render_rules.py"
+    )
+
+
+def test_every_alert_has_severity_annotations_and_a_runbook_section():
+    anchors = {
+        github_anchor(line.lstrip("#"))
+        for line in RUNBOOK.read_text().splitlines()
+        if line.startswith("## ")
+    }
+    alerts_doc = ALERTS_DOC.read_text()
+    names = []
+    for rule in alert_rules():
+        names.append(rule["alert"])
+        assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+        annotations = rule["annotations"]
+        assert set(annotations) == {"summary", "description", "runbook_url"}, rule["alert"]
+        assert annotations["runbook_url"] == RUNBOOK_URL + rule["alert"].lower()
+        assert rule["alert"].lower() in anchors, f"docs/runbook.md has no section {rule['alert']}"
+        assert f"### {rule['alert']}" in alerts_doc, f"docs/alerts.md does not explain {rule['alert']}"
+    assert names == [
+        "SeekrFlowExporterDown",
+        "SeekrFlowAPIDown",
+        "SeekrFlowJobScrapeFailing",
+        "SeekrFlowJobFailed",
+        "SeekrFlowFileFailures",
+        "SeekrFlowQueueStalled",
+        "SeekrFlowFileProcessingTooLong",
+        "SeekrFlowJobQueuedTooLong",
+        "SeekrFlowJobRunningTooLong",
+    ]
+
+
+def test_every_alert_has_a_unit_test_that_fires_and_one_that_stays_quiet():
+    fires, quiet = set(), set()
+    for test_file in RULE_TEST_FILES:
+        for case in yaml.safe_load(test_file.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fires if check["exp_alerts"] else quiet).add(check["alertname"])
+    names = {rule["alert"] for rule in alert_rules()}
+    assert fires == names
+    assert quiet == names
+
+
+def test_overrides_change_thresholds_and_for_durations():
+    rules = yaml.safe_load(
+        render_rules.render({"exporter_down_for": "1s", "job_queued_max": "90s", "scrape_job": "x"})
+    )
+    by_name = {rule.get("alert"): rule for group in rules["groups"] for rule in group["rules"]}
+    assert by_name["SeekrFlowExporterDown"]["for"] == "1s"
+    assert by_name["SeekrFlowExporterDown"]["expr"] == 'up{job="x"} == 0'
+    assert by_name["SeekrFlowJobQueuedTooLong"]["expr"].startswith(
+        "seekrflow_ingestion_job_duration_seconds > 90\n"
+    )
+    assert "(limit 90s)" in by_name["SeekrFlowJobQueuedTooLong"]["annotations"]["description"]
+    assert by_name["SeekrFlowAPIDown"]["for"] == "5m"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"exporter_down": "1m"}, "exporter_down: no such threshold"),
+        ({"exporter_down_for": "5 minutes"}, "exporter_down_for: '5 minutes' is not a duration"),
+        ({"file_processing_p90_factor": "three"}, "file_processing_p90_factor: 'three' is not a number"),
+    ],
+)
+def test_overrides_are_checked(overrides, message):
+    with pytest.raises(render_rules.RenderError) as error:
+        render_rules.render(overrides)
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("2d", 172800), ("500ms", 0.5)]
+)
+def test_durations_parse_like_prometheus(text, seconds):
+    assert render_rules.parse_duration(text) == seconds
