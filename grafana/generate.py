@@ -1,0 +1,578 @@
+"""Generate the SeekrFlow Grafana dashboards in grafana/dashboards/.
+
+    python grafana/generate.py           write the dashboards
+    python grafana/generate.py --check   exit 1 if a committed dashboard differs from a fresh one
+
+The JSON files are generated: change this file, never the JSON (tests/test_dashboards.py fails
+when they drift apart). Plain dictionaries, no dependency: each dashboard is a list of panels
+built by the small helpers below, and the helpers own what every panel must have (a datasource
+taken from the `datasource` variable, a unit, a description, a unique ID, a place on the grid).
+
+Every panel and variable query is run by the tests against a real Prometheus that scraped the
+exporter and the simulator with the repository's recording rules loaded; those rules
+(prometheus/rules/seekrflow-recording.rules.yml) are used where they hold what a panel shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboards"
+
+# Grafana 11 dashboard model.
+SCHEMA_VERSION = 39
+TAG = "seekrflow"
+DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+JOB_FILTER = 'job_id=~"$job_id"'
+
+UID_OVERVIEW = "seekrflow-overview"
+UID_JOB_DETAIL = "seekrflow-job-detail"
+UID_EXPORTER_HEALTH = "seekrflow-exporter-health"
+
+# Colours of the four documented statuses, the same on every panel.
+STATUS_COLORS = {"queued": "yellow", "processing": "blue", "running": "blue", "completed": "green",
+                 "failed": "red"}
+
+JOB_DETAIL_LINK = ("/d/" + UID_JOB_DETAIL + "/seekrflow-job-detail?${datasource:queryparam}"
+                   "&var-job_id=${__value.raw}&${__url_time_range}")
+
+
+# --- queries -------------------------------------------------------------------------------
+
+def query(expr: str, legend: str = "", *, ref: str = "A", instant: bool = False, fmt: str = "time_series") -> dict:
+    """A Prometheus query of a panel."""
+    return {
+        "datasource": DATASOURCE,
+        "editorMode": "code",
+        "expr": expr,
+        "format": fmt,
+        "instant": instant,
+        "legendFormat": legend,
+        "range": not instant,
+        "refId": ref,
+    }
+
+
+def table_queries(*exprs: str) -> list[dict]:
+    """Instant queries in table format, A, B, C...: rows of label values joined by `merge`."""
+    return [query(expr, ref=chr(ord("A") + i), instant=True, fmt="table") for i, expr in enumerate(exprs)]
+
+
+# --- field configuration -------------------------------------------------------------------
+
+def thresholds(*steps: tuple[float, str], base: str = "green") -> dict:
+    return {"mode": "absolute", "steps": [{"color": base, "value": None}]
+            + [{"color": color, "value": value} for value, color in steps]}
+
+
+def by_name(name: str, *properties: tuple[str, object]) -> dict:
+    return {"matcher": {"id": "byName", "options": name},
+            "properties": [{"id": key, "value": value} for key, value in properties]}
+
+
+def status_color_overrides() -> list[dict]:
+    return [by_name(status, ("color", {"mode": "fixed", "fixedColor": color}))
+            for status, color in STATUS_COLORS.items()]
+
+
+def value_text(mapping: dict[str, tuple[str, str]]) -> list[dict]:
+    """Value mappings, e.g. {"1": ("up", "green")}."""
+    return [{"type": "value", "options": {value: {"text": text, "color": color, "index": i}
+                                         for i, (value, (text, color)) in enumerate(mapping.items())}}]
+
+
+def field_config(unit: str, *, custom: dict | None = None, steps: dict | None = None, min_: float | None = None,
+                 max_: float | None = None, mappings: list | None = None, overrides: list | None = None,
+                 color: str = "palette-classic", decimals: int | None = None) -> dict:
+    defaults: dict = {"color": {"mode": color}, "mappings": mappings or [],
+                      "thresholds": steps or thresholds(), "unit": unit}
+    if custom is not None:
+        defaults["custom"] = custom
+    if min_ is not None:
+        defaults["min"] = min_
+    if max_ is not None:
+        defaults["max"] = max_
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    return {"defaults": defaults, "overrides": overrides or []}
+
+
+def line_style(*, stack: bool = False, fill: int = 10, threshold_line: bool = False, bars: bool = False) -> dict:
+    return {
+        "axisSoftMin": 0,
+        "drawStyle": "bars" if bars else "line",
+        "fillOpacity": 80 if bars else fill,
+        "lineInterpolation": "stepAfter" if stack else "linear",
+        "lineWidth": 1,
+        "showPoints": "never",
+        "spanNulls": False,
+        "stacking": {"group": "A", "mode": "normal" if stack else "none"},
+        "thresholdsStyle": {"mode": "dashed" if threshold_line else "off"},
+    }
+
+
+LEGEND_TABLE = {"calcs": ["lastNotNull", "max"], "displayMode": "table", "placement": "right", "showLegend": True}
+LEGEND_LIST = {"calcs": [], "displayMode": "list", "placement": "bottom", "showLegend": True}
+TOOLTIP = {"mode": "multi", "sort": "desc"}
+
+
+# --- panels --------------------------------------------------------------------------------
+
+def panel(kind: str, title: str, description: str, targets: list[dict], fields: dict, options: dict,
+          *, size: tuple[int, int], transformations: list | None = None) -> dict:
+    result = {
+        "datasource": DATASOURCE,
+        "description": description,
+        "fieldConfig": fields,
+        "options": options,
+        "targets": targets,
+        "title": title,
+        "type": kind,
+        "gridPos": {"w": size[0], "h": size[1]},
+    }
+    if transformations:
+        result["transformations"] = transformations
+    return result
+
+
+def timeseries(title, description, targets, unit, *, size=(12, 8), stack=False, steps=None, threshold_line=False,
+               legend=LEGEND_TABLE, overrides=None, min_=None, max_=None) -> dict:
+    return panel("timeseries", title, description, targets,
+                 field_config(unit, custom=line_style(stack=stack, threshold_line=threshold_line), steps=steps,
+                              overrides=overrides, min_=min_, max_=max_),
+                 {"legend": legend, "tooltip": TOOLTIP}, size=size)
+
+
+def stat(title, description, targets, unit, *, size=(4, 4), steps=None, mappings=None, overrides=None,
+         text_mode="auto", color_mode="value", graph=False, decimals=None) -> dict:
+    return panel("stat", title, description, targets,
+                 field_config(unit, steps=steps, mappings=mappings, overrides=overrides, color="thresholds",
+                              decimals=decimals),
+                 {"colorMode": color_mode, "graphMode": "area" if graph else "none", "justifyMode": "auto",
+                  "orientation": "auto", "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                  "showPercentChange": False, "textMode": text_mode, "wideLayout": True},
+                 size=size)
+
+
+def bargauge(title, description, targets, unit, *, size=(12, 8), steps=None, min_=None, max_=None,
+             color="thresholds", overrides=None) -> dict:
+    return panel("bargauge", title, description, targets,
+                 field_config(unit, steps=steps, min_=min_, max_=max_, color=color, overrides=overrides),
+                 {"displayMode": "gradient", "maxVizHeight": 300, "minVizHeight": 16, "minVizWidth": 8,
+                  "namePlacement": "auto", "orientation": "horizontal",
+                  "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                  "showUnfilled": True, "sizing": "auto", "valueMode": "color"},
+                 size=size)
+
+
+def table(title, description, targets, unit, *, size=(24, 10), columns: dict[str, str], units=None,
+          overrides=None, sort_by: str | None = None, hidden: tuple[str, ...] = ()) -> dict:
+    """A table of merged instant queries. `columns` maps a field to its header, in display order.
+    Hidden: the time, the value of the first query (an _info series or a state, always 1) and the
+    fields named in `hidden`."""
+    organize = {
+        "excludeByName": {field: True for field in ("Time", "Value #A", *hidden)},
+        "indexByName": {field: i for i, field in enumerate(columns)},
+        "renameByName": columns,
+    }
+    unit_overrides = [by_name(field, ("unit", field_unit)) for field, field_unit in (units or {}).items()]
+    options = {"cellHeight": "sm", "footer": {"countRows": False, "fields": "", "reducer": ["sum"], "show": False},
+               "showHeader": True}
+    if sort_by:
+        options["sortBy"] = [{"desc": False, "displayName": columns[sort_by]}]
+    return panel("table", title, description, targets,
+                 field_config(unit, custom={"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False},
+                              overrides=unit_overrides + (overrides or []), color="thresholds"),
+                 options, size=size,
+                 transformations=[{"id": "merge", "options": {}}, {"id": "organize", "options": organize}])
+
+
+def state_timeline(title, description, targets, unit, *, size=(24, 8), steps=None, mappings=None) -> dict:
+    return panel("state-timeline", title, description, targets,
+                 field_config(unit, custom={"fillOpacity": 70, "lineWidth": 0, "spanNulls": False},
+                              steps=steps, mappings=mappings, color="thresholds"),
+                 {"alignValue": "left", "legend": LEGEND_LIST, "mergeValues": True, "rowHeight": 0.9,
+                  "showValue": "never", "tooltip": {"mode": "single", "sort": "none"}},
+                 size=size)
+
+
+def row(title: str) -> dict:
+    return {"collapsed": False, "panels": [], "title": title, "type": "row", "gridPos": {"w": 24, "h": 1}}
+
+
+def lay_out(panels: list[dict]) -> list[dict]:
+    """Number the panels 1.. and place them left to right, wrapping at Grafana's 24 columns."""
+    x = y = row_height = 0
+    for number, item in enumerate(panels, start=1):
+        w, h = item["gridPos"]["w"], item["gridPos"]["h"]
+        if x + w > 24:
+            x, y, row_height = 0, y + row_height, 0
+        item["gridPos"] = {"h": h, "w": w, "x": x, "y": y}
+        item["id"] = number
+        x += w
+        row_height = max(row_height, h)
+        if w == 24:
+            x, y, row_height = 0, y + h, 0
+    return panels
+
+
+# --- variables, annotations, links ---------------------------------------------------------
+
+def datasource_variable() -> dict:
+    return {"hide": 0, "includeAll": False, "label": "Data source", "multi": False, "name": "datasource",
+            "options": [], "query": "prometheus", "refresh": 1, "regex": "", "type": "datasource"}
+
+
+def label_variable(name: str, label: str, metric: str, *, description: str, include_all: bool = True) -> dict:
+    result = {
+        "datasource": DATASOURCE,
+        "description": description,
+        "hide": 0,
+        "includeAll": include_all,
+        "label": label,
+        "multi": True,
+        "name": name,
+        "options": [],
+        "query": {"qryType": 1, "query": f"label_values({metric}, {name})",
+                  "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        "refresh": 2,
+        "regex": "",
+        "sort": 1,
+        "type": "query",
+    }
+    if include_all:
+        # A regex of every value Prometheus has, rather than a list that grows with the jobs.
+        result["allValue"] = ".+"
+    return result
+
+
+def job_id_variable(*, include_all: bool = True) -> dict:
+    return label_variable("job_id", "Ingestion job", "seekrflow_ingestion_job_status", include_all=include_all,
+                          description="SeekrFlow ingestion jobs, as configured in the exporter.")
+
+
+def annotations(alert_selector: str) -> dict:
+    return {"list": [
+        {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True, "hide": True,
+         "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
+         "target": {"limit": 100, "matchAny": False, "tags": [], "type": "dashboard"}, "type": "dashboard"},
+        # Prometheus keeps one ALERTS series per alert while it is pending or firing.
+        {"datasource": DATASOURCE, "enable": True, "hide": False, "iconColor": "red", "name": "Firing alerts",
+         "target": {"expr": f'ALERTS{{alertstate="firing", alertname=~"SeekrFlow.+"{alert_selector}}}',
+                    "interval": "1m", "refId": "Anno"},
+         "tagKeys": "severity,job_id", "textFormat": "{{job_id}}", "titleFormat": "{{alertname}}",
+         "useValueForTime": False},
+    ]}
+
+
+def dashboard_links() -> list[dict]:
+    return [{"asDropdown": False, "icon": "external link", "includeVars": True, "keepTime": True, "tags": [TAG],
+             "targetBlank": False, "title": "SeekrFlow", "tooltip": "", "type": "dashboards", "url": ""}]
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[dict], variables: list[dict],
+              alert_selector: str) -> dict:
+    return {
+        "annotations": annotations(alert_selector),
+        "description": description,
+        "editable": False,
+        "fiscalYearStartMonth": 0,
+        "graphTooltip": 1,
+        "links": dashboard_links(),
+        "panels": lay_out(panels),
+        "refresh": "30s",
+        "schemaVersion": SCHEMA_VERSION,
+        "tags": [TAG],
+        "templating": {"list": variables},
+        "time": {"from": "now-3h", "to": "now"},
+        "timepicker": {},
+        "timezone": "browser",
+        "title": title,
+        "uid": uid,
+        "version": 1,
+        "weekStart": "",
+    }
+
+
+# --- the dashboards ------------------------------------------------------------------------
+
+def overview() -> dict:
+    f = JOB_FILTER
+    unfinished = f'(seekrflow_ingestion_job_status{{{f}, status=~"queued|running"}} == 1)'
+    finished_all = '(seekrflow_ingestion_job_status{status=~"completed|failed"} == 1)'
+    panels = [
+        row("Jobs"),
+        table("Jobs", "Each selected ingestion job: status, age or run time, file records and failure ratio. "
+              "Click a job ID for its detail.",
+              table_queries(
+                  f"max by (job_id, status) (seekrflow_ingestion_job_status{{{f}}} == 1)",
+                  f"max by (job_id) (seekrflow_ingestion_job_duration_seconds{{{f}}})",
+                  f"sum by (job_id) (seekrflow_ingestion_job_files{{{f}}})",
+                  f"max by (job_id) (job_id:seekrflow_ingestion_job_files_failed_per_finished:ratio{{{f}}})",
+              ), "none", size=(12, 9),
+              columns={"job_id": "Job", "status": "Status", "Value #B": "Duration", "Value #C": "Files",
+                       "Value #D": "Failed"},
+              units={"Value #B": "s", "Value #C": "short", "Value #D": "percentunit"},
+              overrides=[by_name("job_id", ("links", [{"title": "Job detail", "url": JOB_DETAIL_LINK}]))],
+              sort_by="job_id"),
+        bargauge("Jobs by status", "How many of the selected ingestion jobs are queued, running, completed or "
+                 "failed right now.",
+                 [query(f"sum by (status) (seekrflow_ingestion_job_status{{{f}}})", "{{status}}", instant=True)],
+                 "short", size=(6, 9), color="fixed", overrides=status_color_overrides(), min_=0),
+        stat("Files finished per minute", "File records that completed or failed per minute over the last "
+             "5 minutes, over the selected jobs (recording rule, from the change of the finished count).",
+             [query(f"sum(job_id:seekrflow_ingestion_job_files_finished:per_minute5m{{{f}}})")],
+             "recpm", size=(6, 3), graph=True, decimals=1),
+        stat("Failure ratio", "Failed file records out of the finished ones, over the selected jobs.",
+             [query(f'sum(seekrflow_ingestion_job_files{{{f}, status="failed"}}) / '
+                    f"(sum(job_id:seekrflow_ingestion_job_files_finished:sum{{{f}}}) > 0)")],
+             "percentunit", size=(6, 3), steps=thresholds((0.05, "orange"), (0.2, "red")), decimals=1),
+        stat("Files waiting", "File records queued now, over the selected jobs.",
+             [query(f'sum(seekrflow_ingestion_job_files{{{f}, status="queued"}})')], "short", size=(6, 3),
+             graph=True),
+        stat("Files processing", "File records being converted now, over the selected jobs.",
+             [query(f'sum(seekrflow_ingestion_job_files{{{f}, status="processing"}})')], "short", size=(6, 3),
+             graph=True),
+        timeseries("File records by status", "Non-deleted file records of the selected jobs per status, "
+                   "stacked: the queue draining into completed and failed.",
+                   [query(f"sum by (status) (seekrflow_ingestion_job_files{{{f}}})", "{{status}}")],
+                   "short", stack=True, overrides=status_color_overrides(), legend=LEGEND_LIST),
+        timeseries("Completion throughput", "Files finished (completed or failed) per minute, per job, over "
+                   "the last 5 minutes (recording rule).",
+                   [query(f"job_id:seekrflow_ingestion_job_files_finished:per_minute5m{{{f}}}", "{{job_id}}")],
+                   "recpm", stack=True),
+        timeseries("Failure ratio per job", "Failed file records out of the finished ones, per job "
+                   "(recording rule). Absent until a job has a finished file.",
+                   [query(f"job_id:seekrflow_ingestion_job_files_failed_per_finished:ratio{{{f}}}", "{{job_id}}")],
+                   "percentunit", steps=thresholds((0.05, "orange"), (0.2, "red")), threshold_line=True, min_=0,
+                   max_=1),
+        bargauge("Unfinished jobs against the usual run time",
+                 "Age of each queued or running job as a share of the median run time of the finished jobs: "
+                 "above 100% the job runs longer than usual, above 200% it is worth a look. Empty while no "
+                 "job has finished or none is unfinished.",
+                 [query(f"max by (job_id) (seekrflow_ingestion_job_duration_seconds{{{f}}} and on (job_id) "
+                        f"{unfinished}) / scalar(quantile(0.5, seekrflow_ingestion_job_duration_seconds "
+                        f"and on (job_id) {finished_all}))", "{{job_id}}", instant=True)],
+                 "percentunit", steps=thresholds((1, "orange"), (2, "red")), min_=0, max_=3),
+        row("Queue"),
+        timeseries("Queued files per job", "File records waiting in each job's queue.",
+                   [query(f'sum by (job_id) (seekrflow_ingestion_job_files{{{f}, status="queued"}})', "{{job_id}}")],
+                   "short"),
+        timeseries("Queue positions per job", "The best (lowest) and worst (highest) queue position of each "
+                   "job's queued files. A best position that stays put while files wait means a stalled queue.",
+                   [query(f"seekrflow_ingestion_job_queue_position_min{{{f}}}", "{{job_id}} best"),
+                    query(f"seekrflow_ingestion_job_queue_position_max{{{f}}}", "{{job_id}} worst", ref="B")],
+                   "none"),
+        row("Durations"),
+        timeseries("Processing time", "p50, p90 and p99 of the processing time of finished files over the "
+                   "selected jobs (from the gauge histogram of each job).",
+                   [query(f"histogram_quantile({q}, sum by (le) "
+                          f"(seekrflow_ingestion_job_file_processing_duration_seconds_bucket{{{f}}}))",
+                          f"p{round(float(q) * 100)}", ref=ref)
+                    for q, ref in (("0.5", "A"), ("0.9", "B"), ("0.99", "C"))],
+                   "s", legend=LEGEND_LIST),
+        timeseries("Queue wait", "p50, p90 and p99 of the time files waited in the queue before a worker "
+                   "picked them, over the selected jobs.",
+                   [query(f"histogram_quantile({q}, sum by (le) "
+                          f"(seekrflow_ingestion_job_file_queue_wait_seconds_bucket{{{f}}}))",
+                          f"p{round(float(q) * 100)}", ref=ref)
+                    for q, ref in (("0.5", "A"), ("0.9", "B"), ("0.99", "C"))],
+                   "s", legend=LEGEND_LIST),
+        timeseries("p90 processing time per job", "90th percentile of each job's processing time of "
+                   "finished files (recording rule).",
+                   [query("job_id_quantile:seekrflow_ingestion_job_file_processing_duration_seconds"
+                          f':histogram_quantile{{{f}, quantile="0.9"}}', "{{job_id}}")],
+                   "s"),
+        timeseries("p90 queue wait per job", "90th percentile of each job's queue wait (recording rule).",
+                   [query("job_id_quantile:seekrflow_ingestion_job_file_queue_wait_seconds"
+                          f':histogram_quantile{{{f}, quantile="0.9"}}', "{{job_id}}")],
+                   "s"),
+    ]
+    return dashboard(UID_OVERVIEW, "SeekrFlow / Overview",
+                     "SeekrFlow file-conversion (ingestion) jobs: status, progress, failures, queue and durations.",
+                     panels, [datasource_variable(), job_id_variable()], ', job_id=~"$job_id"')
+
+
+def job_detail() -> dict:
+    f = JOB_FILTER
+    record_columns = {"job_id": "Job", "filename": "File", "status": "Status", "Value #B": "Queue position",
+                      "Value #C": "Queue wait", "Value #D": "Processing time", "worker_id": "Worker",
+                      "method": "Method", "error_message": "Error", "suggested_fix": "Suggested fix",
+                      "record_id": "Record"}
+    panels = [
+        stat("Status", "The job's current status.",
+             [query(f"max by (job_id, status) (seekrflow_ingestion_job_status{{{f}}} == 1)", "{{status}}",
+                    instant=True)],
+             "none", text_mode="name", color_mode="background", steps=thresholds(base="text"),
+             overrides=status_color_overrides()),
+        stat("Duration", "Run time of a finished job (its last file end minus its creation); age of an "
+             "unfinished one.",
+             [query(f"seekrflow_ingestion_job_duration_seconds{{{f}}}", "{{job_id}}")], "s"),
+        stat("Files", "Non-deleted file records of the job.",
+             [query(f"sum by (job_id) (seekrflow_ingestion_job_files{{{f}}})", "{{job_id}}")], "short"),
+        stat("Failed files", "File records that failed.",
+             [query(f'sum by (job_id) (seekrflow_ingestion_job_files{{{f}, status="failed"}})', "{{job_id}}")],
+             "short", steps=thresholds((1, "red"))),
+        stat("Deleted files", "Soft-deleted file records; they count nowhere else.",
+             [query(f"seekrflow_ingestion_job_files_deleted{{{f}}}", "{{job_id}}")], "short"),
+        stat("Output files", "Converted files the job has produced.",
+             [query(f"seekrflow_ingestion_job_output_files{{{f}}}", "{{job_id}}")], "short"),
+        timeseries("File records by status", "The job's non-deleted file records per status, stacked.",
+                   [query(f"sum by (status) (seekrflow_ingestion_job_files{{{f}}})", "{{status}}")],
+                   "short", stack=True, overrides=status_color_overrides(), legend=LEGEND_LIST),
+        timeseries("Queue position", "Best (lowest) and worst (highest) queue position of the job's queued "
+                   "files. Absent once nothing is queued.",
+                   [query(f"seekrflow_ingestion_job_queue_position_min{{{f}}}", "{{job_id}} best"),
+                    query(f"seekrflow_ingestion_job_queue_position_max{{{f}}}", "{{job_id}} worst", ref="B")],
+                   "none", legend=LEGEND_LIST),
+        table("File records", "Every file record the exporter reports for the job (up to its per-file "
+              "limit): status, queue position, wait, processing time, worker, and the error and suggested "
+              "fix of failed files, joined from the _info series.",
+              table_queries(
+                  f"max by (job_id, record_id, filename, status, method, worker_id) "
+                  f"(seekrflow_ingestion_file_info{{{f}}})",
+                  f"max by (job_id, record_id) (seekrflow_ingestion_file_queue_position{{{f}}})",
+                  f"max by (job_id, record_id) (seekrflow_ingestion_file_queue_wait_seconds{{{f}}})",
+                  f"max by (job_id, record_id) (seekrflow_ingestion_file_processing_duration_seconds{{{f}}})",
+                  f"max by (job_id, record_id, error_message, suggested_fix) "
+                  f"(seekrflow_ingestion_file_error_info{{{f}}})",
+              ), "none", size=(24, 12), columns=record_columns,
+              units={"Value #B": "none", "Value #C": "s", "Value #D": "s"},
+              hidden=("Value #E",),
+              sort_by="filename"),
+        table("Failed files", "Failed file records with the API's error message and suggested fix.",
+              table_queries(
+                  f"max by (job_id, record_id, filename, worker_id, error_message, suggested_fix) ("
+                  f"seekrflow_ingestion_file_error_info{{{f}}} * on (job, instance, job_id, record_id) "
+                  f"group_left (filename, worker_id) seekrflow_ingestion_file_info{{{f}}})",
+              ), "none", size=(24, 7),
+              columns={"job_id": "Job", "filename": "File", "worker_id": "Worker", "error_message": "Error",
+                       "suggested_fix": "Suggested fix", "record_id": "Record"},
+              sort_by="filename"),
+        bargauge("Processing time distribution", "Finished files per processing-time bucket (the job's "
+                 "gauge histogram, completed and failed together).",
+                 [query(f"sum by (le) (seekrflow_ingestion_job_file_processing_duration_seconds_bucket{{{f}}})",
+                        "{{le}}", instant=True, fmt="heatmap")],
+                 "short", color="continuous-BlPu", min_=0),
+        bargauge("Queue wait distribution", "Started files per queue-wait bucket (the job's gauge histogram).",
+                 [query(f"sum by (le) (seekrflow_ingestion_job_file_queue_wait_seconds_bucket{{{f}}})",
+                        "{{le}}", instant=True, fmt="heatmap")],
+                 "short", color="continuous-BlPu", min_=0),
+        timeseries("Processing time quantiles", "p50, p90 and p99 of the job's processing time of finished "
+                   "files (recording rule).",
+                   [query("job_id_quantile:seekrflow_ingestion_job_file_processing_duration_seconds"
+                          f":histogram_quantile{{{f}}}", "{{job_id}} p{{quantile}}")],
+                   "s"),
+        timeseries("Queue wait quantiles", "p50, p90 and p99 of the job's queue wait (recording rule).",
+                   [query("job_id_quantile:seekrflow_ingestion_job_file_queue_wait_seconds"
+                          f":histogram_quantile{{{f}}}", "{{job_id}} p{{quantile}}")],
+                   "s"),
+    ]
+    return dashboard(UID_JOB_DETAIL, "SeekrFlow / Job detail",
+                     "One SeekrFlow ingestion job: its file records, failures with suggested fixes, and its "
+                     "duration distributions.",
+                     panels, [datasource_variable(), job_id_variable(include_all=False)], ', job_id=~"$job_id"')
+
+
+def exporter_health() -> dict:
+    f = JOB_FILTER
+    jobs = 'job=~"$job"'
+    up_text = value_text({"0": ("down", "red"), "1": ("up", "green")})
+    panels = [
+        stat("SeekrFlow API", "1 when the API answered the last scrape with the key accepted; 0 when it was "
+             "unreachable or refused the key for every request.",
+             [query(f"seekrflow_up{{{jobs}}}", "{{instance}}")], "none", size=(5, 4),
+             steps=thresholds((1, "green"), base="red"), mappings=up_text, color_mode="background"),
+        stat("Exporter targets", "Prometheus's own `up` for the exporter targets.",
+             [query(f"up{{{jobs}}}", "{{instance}}")], "none", size=(5, 4),
+             steps=thresholds((1, "green"), base="red"), mappings=up_text, color_mode="background"),
+        stat("Jobs fetched", "Selected jobs whose data is fresh in the last scrape.",
+             [query(f"sum(seekrflow_ingestion_job_scrape_success{{{jobs}, {f}}})")], "short", size=(5, 4)),
+        stat("Jobs failing", "Selected jobs whose last fetch failed (see the errors below).",
+             [query(f"count(seekrflow_ingestion_job_scrape_success{{{jobs}, {f}}} == 0) or vector(0)")],
+             "short", size=(5, 4), steps=thresholds((1, "red"))),
+        stat("Version", "Exporter version and its Python.",
+             [query(f"max by (version, python_version) (seekrflow_exporter_build_info{{{jobs}}})",
+                    "{{version}} (Python {{python_version}})", instant=True)],
+             "none", size=(4, 4), text_mode="name", color_mode="none"),
+        state_timeline("Job fetches", "Whether each selected job was fetched in each scrape.",
+                       [query(f"seekrflow_ingestion_job_scrape_success{{{jobs}, {f}}}", "{{job_id}}")],
+                       "none", steps=thresholds((1, "green"), base="red"),
+                       mappings=value_text({"0": ("failing", "red"), "1": ("ok", "green")})),
+        table("Fetch errors", "Jobs whose latest fetch failed, with the reason (timeout, connection_error, "
+              "http_<status>, invalid_json, invalid_schema). Empty when every fetch works.",
+              table_queries(f"max by (job_id, reason) (seekrflow_ingestion_job_scrape_error_info{{{jobs}, {f}}})"),
+              "none", size=(12, 8), columns={"job_id": "Job", "reason": "Reason"}, sort_by="job_id"),
+        timeseries("Data age", "Time since each job was last fetched successfully. Finished jobs are fetched "
+                   "rarely, so their age grows up to the exporter's refresh interval.",
+                   [query(f"time() - seekrflow_ingestion_job_last_success_timestamp_seconds{{{jobs}, {f}}}",
+                          "{{job_id}}")],
+                   "s"),
+        timeseries("API requests by code", "Requests from the exporter to the SeekrFlow API per second, by "
+                   "HTTP status or failure kind.",
+                   [query(f"sum by (code) (rate(seekrflow_exporter_api_requests_total{{{jobs}}}[$__rate_interval]))",
+                          "{{code}}")],
+                   "reqps", stack=True),
+        timeseries("API error ratio", "Share of API requests that did not answer 2xx.",
+                   [query(f'sum(rate(seekrflow_exporter_api_requests_total{{{jobs}, code!~"2.."}}[$__rate_interval])) '
+                          f"/ sum(rate(seekrflow_exporter_api_requests_total{{{jobs}}}[$__rate_interval]))",
+                          "errors")],
+                   "percentunit", steps=thresholds((0.05, "orange"), (0.5, "red")), threshold_line=True, min_=0,
+                   max_=1, legend=LEGEND_LIST),
+        timeseries("Scrape duration against the timeout", "How long the exporter took to fetch the jobs, "
+                   "the whole scrape as Prometheus measured it, and Prometheus's scrape timeout (needs "
+                   "Prometheus's extra-scrape-metrics feature). Scrapes near the timeout lose data.",
+                   [query(f"seekrflow_exporter_scrape_duration_seconds{{{jobs}}}", "{{instance}} fetch"),
+                    query(f"scrape_duration_seconds{{{jobs}}}", "{{instance}} scrape", ref="B"),
+                    query(f"scrape_timeout_seconds{{{jobs}}}", "{{instance}} timeout", ref="C")],
+                   "s"),
+        timeseries("Per-file records left out", "Live file records of each job left out of the per-file "
+                   "series because the job has more than metrics.per_file_limit.",
+                   [query(f"seekrflow_ingestion_job_file_records_omitted{{{jobs}, {f}}}", "{{job_id}}")],
+                   "short", steps=thresholds((1, "orange")), threshold_line=True),
+        timeseries("Exporter CPU", "CPU time the exporter process uses per second.",
+                   [query(f"rate(process_cpu_seconds_total{{{jobs}}}[$__rate_interval])", "{{instance}}")],
+                   "percentunit"),
+        timeseries("Exporter memory", "Resident memory of the exporter process.",
+                   [query(f"process_resident_memory_bytes{{{jobs}}}", "{{instance}}")], "bytes"),
+    ]
+    scrape_job = label_variable("job", "Scrape job", "seekrflow_exporter_build_info",
+                                description="Prometheus scrape jobs that scrape a seekrflow exporter.")
+    return dashboard(UID_EXPORTER_HEALTH, "SeekrFlow / Exporter health",
+                     "Is the exporter healthy: the SeekrFlow API, per-job fetches, API answers, scrape time "
+                     "against the timeout, and the exporter process.",
+                     panels, [datasource_variable(), scrape_job, job_id_variable()], "")
+
+
+DASHBOARDS = {"overview.json": overview, "job-detail.json": job_detail, "exporter-health.json": exporter_health}
+
+
+def render(build) -> str:
+    return json.dumps(build(), indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = DASHBOARD_DIR / name
+        text = render(build)
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            DASHBOARD_DIR.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    if stale:
+        print(f"out of date, run python grafana/generate.py: {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
