@@ -256,6 +256,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as a client pool expects
+    # Headers and body leave in separate writes; with Nagle on, a kept-alive client's delayed ACK
+    # holds the body back about 40 ms per answer. The real API's servers set TCP_NODELAY too.
+    disable_nagle_algorithm = True
     server_version = "seekrflow-simulator"
     timeout = 60  # an idle kept-alive connection is dropped after this
 
