@@ -10,6 +10,7 @@ import importlib.util
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,27 @@ def test_every_alert_has_a_unit_test_that_fires_and_one_that_stays_quiet():
     names = {rule["alert"] for rule in alert_rules()}
     assert fires == names
     assert quiet == names
+
+
+def test_render_check_passes_on_the_committed_rules():
+    result = subprocess.run(
+        [sys.executable, str(PROMETHEUS_DIR / "render_rules.py"), "--check"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_render_check_fails_on_stale_rules(tmp_path):
+    stale = tmp_path / "alerts.rules.yml"
+    stale.write_text(render_rules.render({"job_running_max": "12h"}))
+    result = subprocess.run(
+        [sys.executable, str(PROMETHEUS_DIR / "render_rules.py"), "--check", "--output", str(stale)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"render_rules: {stale} is out of date; run python prometheus/render_rules.py\n"
+    )
 
 
 def test_overrides_change_thresholds_and_for_durations():
