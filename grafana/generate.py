@@ -250,8 +250,9 @@ def label_variable(name: str, label: str, metric: str, *, description: str, incl
 
 
 def job_id_variable(*, include_all: bool = True) -> dict:
-    return label_variable("job_id", "Ingestion job", "seekrflow_ingestion_job_status", include_all=include_all,
-                          description="SeekrFlow ingestion jobs, as configured in the exporter.")
+    # From scrape_success: the one series every configured job has, even one whose fetch fails.
+    return label_variable("job_id", "Ingestion job", "seekrflow_ingestion_job_scrape_success",
+                          include_all=include_all, description="SeekrFlow ingestion jobs, as configured in the exporter.")
 
 
 def annotations(alert_selector: str) -> dict:
@@ -443,7 +444,7 @@ def job_detail() -> dict:
               units={"Value #B": "none", "Value #C": "s", "Value #D": "s"},
               hidden=("Value #E",),
               sort_by="filename"),
-        table("Failed files", "Failed file records with the API's error message and suggested fix.",
+        table("Failed files and suggested fixes", "Failed file records with the API's error message and suggested fix.",
               table_queries(
                   f"max by (job_id, record_id, filename, worker_id, error_message, suggested_fix) ("
                   f"seekrflow_ingestion_file_error_info{{{f}}} * on (job, instance, job_id, record_id) "
