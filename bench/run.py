@@ -1,0 +1,273 @@
+"""Benchmark: the exporter's scrape cost as ratios against floors measured in the same run.
+
+    .venv/bin/python bench/run.py [--quick] [--json PATH]
+
+For each size (jobs x files per job) it starts the simulator in this process on 127.0.0.1, serving a
+frozen mix of settled and unfinished jobs, and measures:
+
+- fetch floor: a plain requests client (own process, same concurrency) reading every job body;
+- exposition floor: prometheus_client's text encoder over exactly the samples the exporter served;
+- the exporter as a subprocess: a cold scrape (nothing cached), a warm scrape (settled jobs cached)
+  and N concurrent scrapes sharing one round of requests;
+- API requests per scrape, from the simulator's own counter, checked against what they must be;
+- the pure step (parse, build_job_families, encode) on the same bodies, per 100k samples.
+
+Times are medians over the repetitions. docs/performance.md explains every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import sys
+import threading
+import time
+from dataclasses import asdict
+from statistics import median
+
+from exporter_process import ExporterProcess, loopback_session
+from floors import count_samples, exposition_floor, fetch_floor
+from pure_step import measure_pure_step
+from workload import Size, Workload, build_workload, start_simulator
+
+SIZES = (Size(10, 50), Size(50, 200), Size(20, 2000))
+QUICK_SIZES = (Size(4, 20), Size(10, 100))
+REPETITIONS, QUICK_REPETITIONS = 7, 3
+API_CONCURRENCY = 8  # the exporter's default api.max_concurrency; the fetch floor uses the same
+CONCURRENT_SCRAPES = 4
+SHARED_ROUND_TTL = 1.0  # scrape.cache_ttl while measuring concurrent scrapes
+JOB_PATH = "/v1/flow/alignment/ingestion/"
+
+
+class Budget:
+    """The whole run's time limit: checked between steps, so a stuck size ends the run."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds
+
+    def check(self, step: str) -> None:
+        if time.monotonic() > self._end:
+            raise TimeoutError(f"benchmark exceeded its {self.seconds:.0f}s budget before {step}")
+
+
+def exporter_config(base_url: str, cache_ttl: str, finished_job_refresh: str) -> dict:
+    return {
+        "api": {"base_url": base_url, "endpoint": "alignment", "max_concurrency": API_CONCURRENCY},
+        "scrape": {"timeout": "30s", "cache_ttl": cache_ttl, "finished_job_refresh": finished_job_refresh},
+        "jobs": [],  # filled by the caller
+    }
+
+
+def api_requests(simulator) -> int:
+    return sum(simulator.requests.values())
+
+
+def timed_scrapes(exporter: ExporterProcess, simulator, repetitions: int) -> tuple[list[float], list[int], str]:
+    """(seconds, API requests) per sequential scrape, and the last exposition."""
+    seconds, requests_made, body = [], [], b""
+    session = loopback_session()
+    with session:
+        for _ in range(repetitions):
+            before = api_requests(simulator)
+            started = time.perf_counter()
+            body = exporter.scrape(session)
+            seconds.append(time.perf_counter() - started)
+            requests_made.append(api_requests(simulator) - before)
+    return seconds, requests_made, body.decode()
+
+
+def concurrent_scrapes(exporter: ExporterProcess, simulator, scrapes: int, repetitions: int) -> tuple[list[float], list[int]]:
+    """(seconds until all of ``scrapes`` simultaneous scrapes answered, API requests) per repetition."""
+    sessions = [loopback_session() for _ in range(scrapes)]
+    seconds, requests_made = [], []
+    try:
+        for _ in range(repetitions):
+            time.sleep(SHARED_ROUND_TTL + 0.05)  # let the shared round expire: each repetition fetches anew
+            gate = threading.Barrier(scrapes + 1)
+            errors: list[BaseException] = []
+
+            def scrape(session):
+                gate.wait(timeout=30)
+                try:
+                    exporter.scrape(session)
+                except BaseException as err:  # noqa: BLE001 - reported by the main thread
+                    errors.append(err)
+
+            threads = [threading.Thread(target=scrape, args=(s,), daemon=True) for s in sessions]
+            for thread in threads:
+                thread.start()
+            before = api_requests(simulator)
+            gate.wait(timeout=30)
+            started = time.perf_counter()
+            for thread in threads:
+                thread.join(timeout=120)
+            seconds.append(time.perf_counter() - started)
+            requests_made.append(api_requests(simulator) - before)
+            if errors or any(t.is_alive() for t in threads):
+                raise RuntimeError(f"concurrent scrape failed: {errors[:1] or 'no answer'}")
+    finally:
+        for session in sessions:
+            session.close()
+    return seconds, requests_made
+
+
+def measure_size(workload: Workload, repetitions: int, budget: Budget) -> dict:
+    size = workload.size
+    key = secrets.token_urlsafe(24)
+    simulator = start_simulator(workload, key)
+    try:
+        urls = [simulator.url + JOB_PATH + job_id for job_id in workload.job_ids]
+        unfinished_urls = [simulator.url + JOB_PATH + job_id for job_id in workload.unfinished]
+        budget.check(f"{size.label}: fetch floor")
+        fetch_all = fetch_floor(urls, key, API_CONCURRENCY, repetitions)
+        fetch_unfinished = fetch_floor(unfinished_urls, key, API_CONCURRENCY, repetitions)
+
+        def config(cache_ttl: str, finished_job_refresh: str) -> dict:
+            result = exporter_config(simulator.url, cache_ttl, finished_job_refresh)
+            result["jobs"] = workload.job_ids
+            return result
+
+        budget.check(f"{size.label}: cold scrapes")
+        # Nothing reused between scrapes: every job fetched, parsed, built and encoded each time.
+        with ExporterProcess(config("0s", "0s"), key) as exporter:
+            timed_scrapes(exporter, simulator, 1)  # warm-up: imports, connection pool
+            cold, cold_requests, exposition = timed_scrapes(exporter, simulator, repetitions)
+        expo, samples = exposition_floor(exposition, repetitions)
+
+        budget.check(f"{size.label}: warm scrapes")
+        # Settled jobs fetched once, then served from the cache; only unfinished jobs are read again.
+        with ExporterProcess(config("0s", "10m"), key) as exporter:
+            _, priming_requests, _ = timed_scrapes(exporter, simulator, 1)
+            warm, warm_requests, warm_exposition = timed_scrapes(exporter, simulator, repetitions)
+
+        budget.check(f"{size.label}: concurrent scrapes")
+        # Every job is due on each round, and the round is shared by the scrapes that arrive together.
+        with ExporterProcess(config(f"{int(SHARED_ROUND_TTL * 1000)}ms", "0s"), key) as exporter:
+            timed_scrapes(exporter, simulator, 1)
+            together, together_requests = concurrent_scrapes(exporter, simulator, CONCURRENT_SCRAPES, repetitions)
+    finally:
+        simulator.stop()
+
+    budget.check(f"{size.label}: pure step")
+    pure = measure_pure_step(workload.bodies, time.time(), repetitions)
+
+    floor1, floor1_unfinished, floor2 = median(fetch_all), median(fetch_unfinished), median(expo)
+    expected = {"cold": len(urls), "warm": len(unfinished_urls), "concurrent": len(urls),
+                "priming": len(urls)}
+    observed = {"cold": sorted(set(cold_requests)), "warm": sorted(set(warm_requests)),
+                "concurrent": sorted(set(together_requests)), "priming": priming_requests}
+    return {
+        "size": asdict(size),
+        "label": size.label,
+        "records": workload.records,
+        "unfinished_jobs": len(unfinished_urls),
+        "samples": samples,
+        "warm_samples": count_samples(warm_exposition),
+        "exposition_bytes": len(exposition.encode()),
+        "seconds": {
+            "fetch_floor": floor1, "fetch_floor_unfinished": floor1_unfinished, "exposition_floor": floor2,
+            "cold": median(cold), "warm": median(warm), "concurrent": median(together),
+        },
+        "ratios": {
+            "cold": median(cold) / (floor1 + floor2),
+            "warm": median(warm) / (floor1_unfinished + floor2),
+            "concurrent": median(together) / (floor1 + CONCURRENT_SCRAPES * floor2),
+        },
+        "api_requests": {"expected": expected, "observed": observed,
+                         "ok": all(observed[k] == [expected[k]] for k in expected)},
+        "pure_step": {**asdict(pure),
+                      "parse_us_per_record": pure.parse / pure.records * 1e6,
+                      "build_s_per_100k_samples": pure.per_100k_samples(pure.build),
+                      "encode_s_per_100k_samples": pure.per_100k_samples(pure.encode),
+                      "openmetrics_gzip_s_per_100k_samples": pure.per_100k_samples(pure.openmetrics_gzip)},
+        "raw_seconds": {"fetch_floor": fetch_all, "fetch_floor_unfinished": fetch_unfinished,
+                        "exposition_floor": expo, "cold": cold, "warm": warm, "concurrent": together},
+    }
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def render_tables(results: list[dict], repetitions: int) -> str:
+    n = CONCURRENT_SCRAPES
+    lines = [f"Scrape times, medians of {repetitions} (ms); ratio = exporter / (fetch floor + exposition floor)", ""]
+    head = (f"{'size':>10} {'records':>7} {'samples':>7} | {'fetch':>7} {'expo':>7} | {'cold':>7} {'ratio':>5} | "
+            f"{'fetch*':>7} {'warm':>7} {'ratio':>5} | {f'{n} concur':>8} {'ratio':>5}")
+    lines += [head, "-" * len(head)]
+    for r in results:
+        s, q = r["seconds"], r["ratios"]
+        lines.append(
+            f"{r['label']:>10} {r['records']:>7} {r['samples']:>7} | {_ms(s['fetch_floor']):>7} "
+            f"{_ms(s['exposition_floor']):>7} | {_ms(s['cold']):>7} {q['cold']:>5.2f} | "
+            f"{_ms(s['fetch_floor_unfinished']):>7} {_ms(s['warm']):>7} {q['warm']:>5.2f} | "
+            f"{_ms(s['concurrent']):>8} {q['concurrent']:>5.2f}")
+    lines += ["", f"fetch* = fetch floor over the unfinished jobs only (what a warm scrape must read); "
+                  f"the {n}-concurrent ratio divides by fetch + {n} x expo.", ""]
+
+    lines += ["API requests per scrape (simulator counter): observed / expected", ""]
+    head = f"{'size':>10} {'unfinished':>10} | {'cold':>9} | {'warm':>9} | {f'{n} concur':>9} | check"
+    lines += [head, "-" * len(head)]
+    for r in results:
+        o, e = r["api_requests"]["observed"], r["api_requests"]["expected"]
+
+        def cell(k):
+            return f"{','.join(map(str, o[k]))}/{e[k]}"
+
+        lines.append(f"{r['label']:>10} {r['unfinished_jobs']:>10} | {cell('cold'):>9} | {cell('warm'):>9} | "
+                     f"{cell('concurrent'):>9} | {'ok' if r['api_requests']['ok'] else 'MISMATCH'}")
+
+    lines += ["", "Pure step on the same bodies, no network (medians)", ""]
+    head = (f"{'size':>10} {'samples':>7} | {'parse ms':>8} {'us/rec':>6} | {'build ms':>8} {'encode ms':>9} "
+            f"{'om+gz ms':>8} | {'s per 100k samples: build':>25} {'encode':>6} {'om+gz':>6}")
+    lines += [head, "-" * len(head)]
+    for r in results:
+        p = r["pure_step"]
+        lines.append(
+            f"{r['label']:>10} {p['samples']:>7} | {_ms(p['parse']):>8} {p['parse_us_per_record']:>6.1f} | "
+            f"{_ms(p['build']):>8} {_ms(p['encode']):>9} {_ms(p['openmetrics_gzip']):>8} | "
+            f"{p['build_s_per_100k_samples']:>25.3f} {p['encode_s_per_100k_samples']:>6.3f} "
+            f"{p['openmetrics_gzip_s_per_100k_samples']:>6.3f}")
+    lines += ["", "om+gz = the same families as OpenMetrics gzipped at level 1 (what Prometheus asks for)."]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Benchmark the exporter against same-run floors.")
+    parser.add_argument("--quick", action="store_true", help="small sizes, 3 repetitions (well under 30 s)")
+    parser.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="stop with an error past this run time (default 60 with --quick, else 900)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK_SIZES if args.quick else SIZES
+    repetitions = QUICK_REPETITIONS if args.quick else REPETITIONS
+    budget = Budget(args.max_seconds or (60.0 if args.quick else 900.0))
+    started = time.monotonic()
+    results = []
+    for size in sizes:
+        print(f"measuring {size.label} ...", file=sys.stderr, flush=True)
+        results.append(measure_size(build_workload(size), repetitions, budget))
+    print(render_tables(results, repetitions))
+    elapsed = time.monotonic() - started
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n{os.cpu_count()} CPUs, Python {platform.python_version()}, run took {elapsed:.1f}s, "
+          f"load average at the end {load} (other work on the machine inflates the floors too)")
+    if args.json:
+        meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "repetitions": repetitions,
+                "api_concurrency": API_CONCURRENCY, "concurrent_scrapes": CONCURRENT_SCRAPES,
+                "elapsed_seconds": elapsed, "quick": args.quick, "load_average_at_end": os.getloadavg()}
+        with open(args.json, "w") as handle:
+            json.dump({"meta": meta, "sizes": results}, handle, indent=2)
+    return 0 if all(r["api_requests"]["ok"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
