@@ -354,9 +354,12 @@ def overview() -> dict:
                  "Age of each queued or running job as a share of the median run time of the finished jobs: "
                  "above 100% the job runs longer than usual, above 200% it is worth a look. Empty while no "
                  "job has finished or none is unfinished.",
+                 # Matching on () against the one-series median leaves nothing, rather than NaN,
+                 # while no job has finished.
                  [query(f"max by (job_id) (seekrflow_ingestion_job_duration_seconds{{{f}}} and on (job_id) "
-                        f"{unfinished}) / scalar(quantile(0.5, seekrflow_ingestion_job_duration_seconds "
-                        f"and on (job_id) {finished_all}))", "{{job_id}}", instant=True)],
+                        f"{unfinished}) / on () group_left () quantile(0.5, "
+                        f"seekrflow_ingestion_job_duration_seconds and on (job_id) {finished_all})",
+                        "{{job_id}}", instant=True)],
                  "percentunit", steps=thresholds((1, "orange"), (2, "red")), min_=0, max_=3),
         row("Queue"),
         timeseries("Queued files per job", "File records waiting in each job's queue.",
