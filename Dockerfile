@@ -54,6 +54,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 
 ENTRYPOINT ["seekrflow-exporter"]
 # Inside a container the exporter must listen on every interface of the
-# container's own network namespace so that a published port reaches it; on a
-# host, the exporter's default stays loopback.
+# container's own network namespace so that a published port reaches it; the
+# address is spelled out so that overriding CMD shows what to keep.
 CMD ["--config.file=/etc/seekrflow-exporter/config.yaml", "--web.listen-address=0.0.0.0:9878"]
