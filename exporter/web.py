@@ -48,25 +48,30 @@ class MetricsEndpoint:
         self._wall_clock = wall_clock
         self._monotonic = monotonic
 
-    def deadline(self, timeout_header: str | None) -> float:
+    def budget(self, timeout_header: str | None) -> float:
+        """Seconds this scrape may spend fetching: blackbox_exporter's rule."""
         budget = self._budget
         if timeout_header:
             try:
                 budget = min(budget, float(timeout_header) - SCRAPE_TIMEOUT_MARGIN)
             except ValueError:
                 pass
-        return self._monotonic() + max(budget, 0.1)
+        return max(budget, 0.1)
 
     def families(self, timeout_header: str | None) -> list[Metric]:
         started = self._monotonic()
-        result = self._poller.scrape(self.deadline(timeout_header))
+        budget = self.budget(timeout_header)
+        result = self._poller.scrape(started + budget)
         families = build_job_families(result.snapshots, self._wall_clock(), self._settings)
         up = GaugeMetricFamily("seekrflow_up", "1 when the SeekrFlow API answered with the key accepted, else 0.")
         up.add_metric([], 1.0 if result.api_up else 0.0)
         duration = GaugeMetricFamily("seekrflow_exporter_scrape_duration_seconds",
                                      "Time this scrape took to fetch the jobs and build the metrics.")
         duration.add_metric([], self._monotonic() - started)
-        return families + [up, duration] + list(self._own_metrics.collect())
+        timeout = GaugeMetricFamily("seekrflow_exporter_scrape_timeout_seconds",
+                                    "Time this scrape allowed itself for fetching the jobs.")
+        timeout.add_metric([], budget)
+        return families + [up, duration, timeout] + list(self._own_metrics.collect())
 
 
 def make_app(endpoint: MetricsEndpoint, job_count: int) -> Callable:

@@ -527,9 +527,13 @@ def exporter_health() -> dict:
                    "percentunit", steps=thresholds((0.05, "orange"), (0.5, "red")), threshold_line=True, min_=0,
                    max_=1, legend=LEGEND_LIST),
         timeseries("Scrape duration against the timeout", "How long the exporter took to fetch the jobs, "
-                   "the whole scrape as Prometheus measured it, and Prometheus's scrape timeout (needs "
-                   "Prometheus's extra-scrape-metrics feature). Scrapes near the timeout lose data.",
+                   "the fetch budget it allowed itself (Prometheus's scrape timeout minus 0.5s, at most "
+                   "scrape.timeout), the whole scrape as Prometheus measured it, and Prometheus's scrape "
+                   "timeout (that last line needs Prometheus's extra-scrape-metrics feature). Fetches "
+                   "that reach the budget lose jobs to timeouts.",
                    [query(f"seekrflow_exporter_scrape_duration_seconds{{{jobs}}}", "{{instance}} fetch"),
+                    query(f"seekrflow_exporter_scrape_timeout_seconds{{{jobs}}}", "{{instance}} fetch budget",
+                          ref="D"),
                     query(f"scrape_duration_seconds{{{jobs}}}", "{{instance}} scrape", ref="B"),
                     query(f"scrape_timeout_seconds{{{jobs}}}", "{{instance}} timeout", ref="C")],
                    "s"),

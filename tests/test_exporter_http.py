@@ -250,3 +250,14 @@ def test_retry_after_is_honoured(simulator):
                 assert value(got, P + "job_scrape_success", job_id="ij-running") == 1
         # Asked to come back in 60 s, the exporter did not ask again; the healthy job was read each time.
         assert busy.job_requests == {"ij-busy": 1, "ij-running": 3}
+
+
+def test_fetch_budget_follows_the_prometheus_header(simulator):
+    config = config_for(simulator, ["ij-done"], scrape={"timeout": "20s"})
+    with ExporterProcess(config, KEY) as exporter:
+        with_header = parse_exposition(exporter.scrape({"X-Prometheus-Scrape-Timeout-Seconds": "10"}).text)
+        without = parse_exposition(exporter.scrape().text)
+        garbled = parse_exposition(exporter.scrape({"X-Prometheus-Scrape-Timeout-Seconds": "soon"}).text)
+    assert value(with_header, "seekrflow_exporter_scrape_timeout_seconds") == 9.5
+    assert value(without, "seekrflow_exporter_scrape_timeout_seconds") == 20
+    assert value(garbled, "seekrflow_exporter_scrape_timeout_seconds") == 20
