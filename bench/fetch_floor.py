@@ -1,8 +1,10 @@
 """Fetch floor: a plain ``requests`` client reading the same job bodies with the same concurrency.
 
-Run as its own process (like the exporter), so it never competes with the in-process simulator for
-the interpreter lock. It reads a JSON request on stdin, the API key from ``BENCH_API_KEY``, and
-prints ``{"seconds": [...]}``: one wall time per round of fetching every listed job and decoding it.
+Runs as its own process (like the exporter), so it never competes with the in-process simulator for
+the interpreter lock. The first stdin line is a JSON object: ``concurrency``, ``timeout`` and
+``url_sets`` (name -> URLs); the API key comes from ``BENCH_API_KEY``. Each later line names a URL
+set: the client fetches and decodes every URL of it once, concurrently, and prints the wall seconds
+that round took on one line. It ends when stdin closes.
 """
 
 from __future__ import annotations
@@ -16,12 +18,20 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 
-def fetch_rounds(urls: list[str], api_key: str, concurrency: int, repetitions: int, timeout: float) -> list[float]:
+def make_session(api_key: str, concurrency: int) -> requests.Session:
     session = requests.Session()
-    session.trust_env = False
+    session.trust_env = False  # loopback only: no proxy from the environment
     adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, max_retries=0)
     session.mount("http://", adapter)
     session.headers.update({"Authorization": api_key, "Accept": "application/json"})
+    return session
+
+
+def main() -> int:
+    setup = json.loads(sys.stdin.readline())
+    url_sets: dict[str, list[str]] = setup["url_sets"]
+    timeout = setup["timeout"]
+    session = make_session(os.environ["BENCH_API_KEY"], setup["concurrency"])
 
     def fetch(url: str) -> None:
         response = session.get(url, timeout=timeout)
@@ -29,21 +39,15 @@ def fetch_rounds(urls: list[str], api_key: str, concurrency: int, repetitions: i
             raise RuntimeError(f"HTTP {response.status_code} from {url}")
         json.loads(response.content)
 
-    seconds = []
-    with session, ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(fetch, urls))  # warm-up: open the kept-alive connections, as a running exporter has
-        for _ in range(repetitions):
+    with session, ThreadPoolExecutor(max_workers=setup["concurrency"]) as pool:
+        for urls in url_sets.values():
+            list(pool.map(fetch, urls))  # warm-up: open the kept-alive connections, as a running exporter has
+        print("ready", flush=True)
+        for line in sys.stdin:
+            urls = url_sets[line.strip()]
             started = time.perf_counter()
             list(pool.map(fetch, urls))
-            seconds.append(time.perf_counter() - started)
-    return seconds
-
-
-def main() -> int:
-    job = json.load(sys.stdin)
-    seconds = fetch_rounds(job["urls"], os.environ["BENCH_API_KEY"], job["concurrency"],
-                           job["repetitions"], job["timeout"])
-    json.dump({"seconds": seconds}, sys.stdout)
+            print(time.perf_counter() - started, flush=True)
     return 0
 
 

@@ -18,6 +18,7 @@ Times are medians over the repetitions. docs/performance.md explains every numbe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -29,7 +30,7 @@ from dataclasses import asdict
 from statistics import median
 
 from exporter_process import ExporterProcess, loopback_session
-from floors import count_samples, exposition_floor, fetch_floor
+from floors import ExpositionFloor, FetchFloorClient, count_samples
 from pure_step import measure_pure_step
 from workload import Size, Workload, build_workload, start_simulator
 
@@ -66,117 +67,120 @@ def api_requests(simulator) -> int:
     return sum(simulator.requests.values())
 
 
-def timed_scrapes(exporter: ExporterProcess, simulator, repetitions: int) -> tuple[list[float], list[int], str]:
-    """(seconds, API requests) per sequential scrape, and the last exposition."""
-    seconds, requests_made, body = [], [], b""
-    session = loopback_session()
-    with session:
-        for _ in range(repetitions):
-            before = api_requests(simulator)
-            started = time.perf_counter()
-            body = exporter.scrape(session)
-            seconds.append(time.perf_counter() - started)
-            requests_made.append(api_requests(simulator) - before)
-    return seconds, requests_made, body.decode()
+def timed_scrape(exporter: ExporterProcess, simulator, session) -> tuple[float, int, bytes]:
+    """(seconds, API requests it caused, exposition) of one scrape."""
+    before = api_requests(simulator)
+    started = time.perf_counter()
+    body = exporter.scrape(session)
+    return time.perf_counter() - started, api_requests(simulator) - before, body
 
 
-def concurrent_scrapes(exporter: ExporterProcess, simulator, scrapes: int, repetitions: int) -> tuple[list[float], list[int]]:
-    """(seconds until all of ``scrapes`` simultaneous scrapes answered, API requests) per repetition."""
-    sessions = [loopback_session() for _ in range(scrapes)]
-    seconds, requests_made = [], []
-    try:
-        for _ in range(repetitions):
-            time.sleep(SHARED_ROUND_TTL + 0.05)  # let the shared round expire: each repetition fetches anew
-            gate = threading.Barrier(scrapes + 1)
-            errors: list[BaseException] = []
+def scrape_together(exporter: ExporterProcess, simulator, sessions) -> tuple[float, int]:
+    """(seconds until every one of the simultaneous scrapes answered, API requests they caused)."""
+    gate = threading.Barrier(len(sessions) + 1)
+    errors: list[BaseException] = []
 
-            def scrape(session):
-                gate.wait(timeout=30)
-                try:
-                    exporter.scrape(session)
-                except BaseException as err:  # noqa: BLE001 - reported by the main thread
-                    errors.append(err)
-
-            threads = [threading.Thread(target=scrape, args=(s,), daemon=True) for s in sessions]
-            for thread in threads:
-                thread.start()
-            before = api_requests(simulator)
+    def scrape(session):
+        try:
             gate.wait(timeout=30)
-            started = time.perf_counter()
-            for thread in threads:
-                thread.join(timeout=120)
-            seconds.append(time.perf_counter() - started)
-            requests_made.append(api_requests(simulator) - before)
-            if errors or any(t.is_alive() for t in threads):
-                raise RuntimeError(f"concurrent scrape failed: {errors[:1] or 'no answer'}")
-    finally:
-        for session in sessions:
-            session.close()
-    return seconds, requests_made
+            exporter.scrape(session)
+        except BaseException as err:  # noqa: BLE001 - reported by the calling thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=scrape, args=(s,), daemon=True) for s in sessions]
+    for thread in threads:
+        thread.start()
+    before = api_requests(simulator)
+    gate.wait(timeout=30)
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join(timeout=120)
+    seconds = time.perf_counter() - started
+    if errors or any(t.is_alive() for t in threads):
+        raise RuntimeError(f"concurrent scrape failed: {errors[:1] or 'no answer'}")
+    return seconds, api_requests(simulator) - before
 
 
 def measure_size(workload: Workload, repetitions: int, budget: Budget) -> dict:
+    """Every number of one size. Each repetition takes each floor and each kind of scrape once, in
+    turn, so a burst of other work on the machine hits the floors and the exporter alike."""
     size = workload.size
     key = secrets.token_urlsafe(24)
-    simulator = start_simulator(workload, key)
-    try:
+    raw = {name: [] for name in ("fetch_floor", "fetch_floor_unfinished", "exposition_floor",
+                                 "cold", "warm", "concurrent")}
+    requests_made = {"cold": [], "warm": [], "concurrent": []}
+    with contextlib.ExitStack() as stack:
+        simulator = start_simulator(workload, key)
+        stack.callback(simulator.stop)
         urls = [simulator.url + JOB_PATH + job_id for job_id in workload.job_ids]
         unfinished_urls = [simulator.url + JOB_PATH + job_id for job_id in workload.unfinished]
-        budget.check(f"{size.label}: fetch floor")
-        fetch_all = fetch_floor(urls, key, API_CONCURRENCY, repetitions)
-        fetch_unfinished = fetch_floor(unfinished_urls, key, API_CONCURRENCY, repetitions)
+        budget.check(f"{size.label}: start")
+        fetch = stack.enter_context(FetchFloorClient({"all": urls, "unfinished": unfinished_urls}, key, API_CONCURRENCY))
 
-        def config(cache_ttl: str, finished_job_refresh: str) -> dict:
-            result = exporter_config(simulator.url, cache_ttl, finished_job_refresh)
-            result["jobs"] = workload.job_ids
-            return result
+        def exporter(cache_ttl: str, finished_job_refresh: str) -> ExporterProcess:
+            config = exporter_config(simulator.url, cache_ttl, finished_job_refresh)
+            config["jobs"] = workload.job_ids
+            return stack.enter_context(ExporterProcess(config, key))
 
-        budget.check(f"{size.label}: cold scrapes")
-        # Nothing reused between scrapes: every job fetched, parsed, built and encoded each time.
-        with ExporterProcess(config("0s", "0s"), key) as exporter:
-            timed_scrapes(exporter, simulator, 1)  # warm-up: imports, connection pool
-            cold, cold_requests, exposition = timed_scrapes(exporter, simulator, repetitions)
-        expo, samples = exposition_floor(exposition, repetitions)
+        # Cold: nothing reused between scrapes, every job fetched, parsed, built and encoded each time.
+        cold = exporter("0s", "0s")
+        # Warm: settled jobs fetched once, then cached; only the unfinished jobs are read again.
+        warm = exporter("0s", "10m")
+        # Concurrent: every job due on each round, and the round shared by the scrapes arriving together.
+        shared = exporter(f"{int(SHARED_ROUND_TTL * 1000)}ms", "0s")
+        session = stack.enter_context(loopback_session())
+        sessions = [stack.enter_context(loopback_session()) for _ in range(CONCURRENT_SCRAPES)]
 
-        budget.check(f"{size.label}: warm scrapes")
-        # Settled jobs fetched once, then served from the cache; only unfinished jobs are read again.
-        with ExporterProcess(config("0s", "10m"), key) as exporter:
-            _, priming_requests, _ = timed_scrapes(exporter, simulator, 1)
-            warm, warm_requests, warm_exposition = timed_scrapes(exporter, simulator, repetitions)
+        # Warm-ups: imports, connection pools; the warm exporter's first scrape fills its cache.
+        _, cold_first, exposition = timed_scrape(cold, simulator, session)
+        _, warm_first, _ = timed_scrape(warm, simulator, session)
+        scrape_together(shared, simulator, sessions)
+        shared_round_at = time.monotonic()
+        expo_floor = ExpositionFloor(exposition.decode())
 
-        budget.check(f"{size.label}: concurrent scrapes")
-        # Every job is due on each round, and the round is shared by the scrapes that arrive together.
-        with ExporterProcess(config(f"{int(SHARED_ROUND_TTL * 1000)}ms", "0s"), key) as exporter:
-            timed_scrapes(exporter, simulator, 1)
-            together, together_requests = concurrent_scrapes(exporter, simulator, CONCURRENT_SCRAPES, repetitions)
-    finally:
-        simulator.stop()
+        for repetition in range(repetitions):
+            budget.check(f"{size.label}: repetition {repetition + 1}")
+            raw["fetch_floor"].append(fetch.round("all"))
+            raw["fetch_floor_unfinished"].append(fetch.round("unfinished"))
+            raw["exposition_floor"].append(expo_floor.encode())
+            seconds, made, _ = timed_scrape(cold, simulator, session)
+            raw["cold"].append(seconds)
+            requests_made["cold"].append(made)
+            seconds, made, warm_exposition = timed_scrape(warm, simulator, session)
+            raw["warm"].append(seconds)
+            requests_made["warm"].append(made)
+            # Let the shared round expire, so each repetition fetches anew.
+            time.sleep(max(0.0, shared_round_at + SHARED_ROUND_TTL + 0.05 - time.monotonic()))
+            seconds, made = scrape_together(shared, simulator, sessions)
+            shared_round_at = time.monotonic()
+            raw["concurrent"].append(seconds)
+            requests_made["concurrent"].append(made)
 
     budget.check(f"{size.label}: pure step")
     pure = measure_pure_step(workload.bodies, time.time(), repetitions)
 
-    floor1, floor1_unfinished, floor2 = median(fetch_all), median(fetch_unfinished), median(expo)
-    expected = {"cold": len(urls), "warm": len(unfinished_urls), "concurrent": len(urls),
-                "priming": len(urls)}
-    observed = {"cold": sorted(set(cold_requests)), "warm": sorted(set(warm_requests)),
-                "concurrent": sorted(set(together_requests)), "priming": priming_requests}
+    n = CONCURRENT_SCRAPES
+    floors = {
+        "cold": [f + e for f, e in zip(raw["fetch_floor"], raw["exposition_floor"])],
+        "warm": [f + e for f, e in zip(raw["fetch_floor_unfinished"], raw["exposition_floor"])],
+        "concurrent": [f + n * e for f, e in zip(raw["fetch_floor"], raw["exposition_floor"])],
+    }
+    expected = {"cold": len(urls), "warm": len(unfinished_urls), "concurrent": len(urls), "first warm": len(urls)}
+    observed = {"cold": sorted(set(requests_made["cold"] + [cold_first])),
+                "warm": sorted(set(requests_made["warm"])),
+                "concurrent": sorted(set(requests_made["concurrent"])),
+                "first warm": [warm_first]}
     return {
         "size": asdict(size),
         "label": size.label,
         "records": workload.records,
         "unfinished_jobs": len(unfinished_urls),
-        "samples": samples,
-        "warm_samples": count_samples(warm_exposition),
-        "exposition_bytes": len(exposition.encode()),
-        "seconds": {
-            "fetch_floor": floor1, "fetch_floor_unfinished": floor1_unfinished, "exposition_floor": floor2,
-            "cold": median(cold), "warm": median(warm), "concurrent": median(together),
-        },
-        "ratios": {
-            "cold": median(cold) / (floor1 + floor2),
-            "warm": median(warm) / (floor1_unfinished + floor2),
-            "concurrent": median(together) / (floor1 + CONCURRENT_SCRAPES * floor2),
-        },
+        "samples": expo_floor.samples,
+        "warm_samples": count_samples(warm_exposition.decode()),
+        "exposition_bytes": len(exposition),
+        "seconds": {name: median(values) for name, values in raw.items()},
+        # The median of the per-repetition ratios: each divides by floors taken moments before.
+        "ratios": {kind: median(t / f for t, f in zip(raw[kind], floors[kind])) for kind in floors},
         "api_requests": {"expected": expected, "observed": observed,
                          "ok": all(observed[k] == [expected[k]] for k in expected)},
         "pure_step": {**asdict(pure),
@@ -184,8 +188,8 @@ def measure_size(workload: Workload, repetitions: int, budget: Budget) -> dict:
                       "build_s_per_100k_samples": pure.per_100k_samples(pure.build),
                       "encode_s_per_100k_samples": pure.per_100k_samples(pure.encode),
                       "openmetrics_gzip_s_per_100k_samples": pure.per_100k_samples(pure.openmetrics_gzip)},
-        "raw_seconds": {"fetch_floor": fetch_all, "fetch_floor_unfinished": fetch_unfinished,
-                        "exposition_floor": expo, "cold": cold, "warm": warm, "concurrent": together},
+        "raw_seconds": raw,
+        "api_requests_per_scrape": requests_made,
     }
 
 
@@ -195,7 +199,8 @@ def _ms(seconds: float) -> str:
 
 def render_tables(results: list[dict], repetitions: int) -> str:
     n = CONCURRENT_SCRAPES
-    lines = [f"Scrape times, medians of {repetitions} (ms); ratio = exporter / (fetch floor + exposition floor)", ""]
+    lines = [f"Scrape times, medians of {repetitions} (ms); ratio = exporter / (fetch floor + exposition floor),",
+             "the median of the per-repetition ratios", ""]
     head = (f"{'size':>10} {'records':>7} {'samples':>7} | {'fetch':>7} {'expo':>7} | {'cold':>7} {'ratio':>5} | "
             f"{'fetch*':>7} {'warm':>7} {'ratio':>5} | {f'{n} concur':>8} {'ratio':>5}")
     lines += [head, "-" * len(head)]
