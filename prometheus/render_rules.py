@@ -7,7 +7,8 @@
 Prometheus rule files have no variables, so the thresholds live in thresholds.yml and the alert
 rules in templates/seekrflow-alerts.rules.yml.tmpl, which names a threshold as ``${name}``. A
 duration threshold is also offered in seconds as ``${name_seconds}``, because PromQL compares
-numbers, not durations. Only braced ``${...}`` names are replaced: the Go templates of the
+numbers, not durations. ``runbook_base_url`` must be an http(s) address of the runbook without a
+``#fragment``: each alert appends the anchor of its own section. Only braced ``${...}`` names are replaced: the Go templates of the
 annotations (``{{ $labels.job_id }}``, ``{{ $value }}``) pass through untouched.
 """
 
@@ -17,6 +18,7 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -86,8 +88,21 @@ def apply_overrides(thresholds: dict[str, object], overrides: dict[str, object])
     return merged
 
 
+def check_runbook_base_url(value: object) -> None:
+    """The runbook's address goes into every alert, followed by ``#<anchor>``."""
+    text = value if isinstance(value, str) else ""
+    parts = urlsplit(text)
+    if (parts.scheme not in ("http", "https") or not parts.netloc or "#" in text
+            or any(char.isspace() for char in text)):
+        raise RenderError(
+            f"runbook_base_url: {value!r} is not an http(s) address without spaces or #fragment"
+        )
+
+
 def template_values(thresholds: dict[str, object]) -> dict[str, str]:
     """What each ``${name}`` of the template becomes."""
+    if "runbook_base_url" in thresholds:
+        check_runbook_base_url(thresholds["runbook_base_url"])
     values: dict[str, str] = {}
     for name, value in thresholds.items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):

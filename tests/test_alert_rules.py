@@ -22,7 +22,6 @@ RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.rules.yml"))
 RULE_TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.test.yml"))
 RUNBOOK = REPO / "docs" / "runbook.md"
 ALERTS_DOC = REPO / "docs" / "alerts.md"
-RUNBOOK_URL = "https://github.com/seekrflow-exporter/seekrflow-exporter/blob/main/docs/runbook.md#"
 
 
 def load_renderer():
@@ -33,6 +32,7 @@ def load_renderer():
 
 
 render_rules = load_renderer()
+RUNBOOK_BASE_URL = render_rules.load_thresholds()["runbook_base_url"]
 
 
 def run_tool(*argv: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
@@ -106,7 +106,7 @@ def test_every_alert_has_severity_annotations_and_a_runbook_section():
         assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
         annotations = rule["annotations"]
         assert set(annotations) == {"summary", "description", "runbook_url"}, rule["alert"]
-        assert annotations["runbook_url"] == RUNBOOK_URL + rule["alert"].lower()
+        assert annotations["runbook_url"] == f"{RUNBOOK_BASE_URL}#{rule['alert'].lower()}"
         assert rule["alert"].lower() in anchors, f"docs/runbook.md has no section {rule['alert']}"
         assert f"### {rule['alert']}" in alerts_doc, f"docs/alerts.md does not explain {rule['alert']}"
     assert names == [
@@ -154,6 +154,17 @@ def test_render_check_fails_on_stale_rules(tmp_path):
     )
 
 
+def test_runbook_base_url_is_a_placeholder_set_per_deployment():
+    # example.com is reserved: the shipped rules never point at somebody else's runbook.
+    assert RUNBOOK_BASE_URL == "https://runbooks.example.com/seekrflow-exporter/runbook.md"
+    rules = yaml.safe_load(render_rules.render({"runbook_base_url": "https://wiki.internal/ops/seekrflow"}))
+    urls = [rule["annotations"]["runbook_url"] for group in rules["groups"] for rule in group["rules"]
+            if "alert" in rule]
+    assert urls[:2] == ["https://wiki.internal/ops/seekrflow#seekrflowexporterdown",
+                        "https://wiki.internal/ops/seekrflow#seekrflowapidown"]
+    assert all(url.startswith("https://wiki.internal/ops/seekrflow#") for url in urls)
+
+
 def test_overrides_change_thresholds_and_for_durations():
     rules = yaml.safe_load(
         render_rules.render({"exporter_down_for": "1s", "job_queued_max": "90s", "scrape_job": "x"})
@@ -174,6 +185,9 @@ def test_overrides_change_thresholds_and_for_durations():
         ({"exporter_down": "1m"}, "exporter_down: no such threshold"),
         ({"exporter_down_for": "5 minutes"}, "exporter_down_for: '5 minutes' is not a duration"),
         ({"file_processing_p90_factor": "three"}, "file_processing_p90_factor: 'three' is not a number"),
+        ({"runbook_base_url": "docs/runbook.md"}, "runbook_base_url: 'docs/runbook.md' is not an http(s)"),
+        ({"runbook_base_url": "https://wiki/runbook#top"}, "runbook_base_url: 'https://wiki/runbook#top' is not"),
+        ({"runbook_base_url": "https://wiki/run book"}, "runbook_base_url: 'https://wiki/run book' is not"),
     ],
 )
 def test_overrides_are_checked(overrides, message):

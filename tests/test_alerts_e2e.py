@@ -28,7 +28,6 @@ from promstack import AlertmanagerServer, PrometheusServer, WebhookReceiver, scr
 REPO = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = REPO / "prometheus"
 RECORDING_RULES = PROMETHEUS_DIR / "rules" / "seekrflow-recording.rules.yml"
-RUNBOOK_URL = "https://github.com/seekrflow-exporter/seekrflow-exporter/blob/main/docs/runbook.md#"
 
 # Alerts about the exporter, the API and fetching decide within a second here: had any of them a
 # reason to fire, it would have fired long before the failure alert arrives.
@@ -86,7 +85,8 @@ def test_a_failing_file_reaches_the_webhook_and_nothing_else_fires(tmp_path):
     render_rules = load_renderer()
     alert_rules = tmp_path / "seekrflow-alerts.rules.yml"
     alert_rules.write_text(render_rules.render(FAST_THRESHOLDS))
-    scrape_job = render_rules.load_thresholds()["scrape_job"]
+    thresholds = render_rules.load_thresholds()
+    scrape_job, runbook_base_url = thresholds["scrape_job"], thresholds["runbook_base_url"]
 
     # Job A: four files; the first one picked fails, the others complete.
     now = time.time()
@@ -163,7 +163,7 @@ def test_a_failing_file_reaches_the_webhook_and_nothing_else_fires(tmp_path):
                 f"1 file(s) of ingestion job {failing_job} failed in the last 15m. Failed files: "
                 f"{failure['filename']} ({failure['error_message']}); see the runbook to list them all."
             ),
-            "runbook_url": RUNBOOK_URL + "seekrflowfilefailures",
+            "runbook_url": f"{runbook_base_url}#seekrflowfilefailures",
         }
 
         # Nothing else was delivered, and nothing else is pending or firing in Prometheus.
