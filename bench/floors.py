@@ -77,7 +77,9 @@ class FetchFloorClient:
         self.close()
 
 
-class _Families:
+class FamiliesCollector:
+    """A collector over families built beforehand, so the encoders can take them."""
+
     def __init__(self, families):
         self._families = families
 
@@ -93,7 +95,7 @@ class ExpositionFloor:
     """prometheus_client's text encoder over the samples of one exporter exposition."""
 
     def __init__(self, exposition: str):
-        self._collector = _Families(list(text_string_to_metric_families(exposition)))
+        self._collector = FamiliesCollector(list(text_string_to_metric_families(exposition)))
         encoded = generate_latest(self._collector).decode()
         self.samples = count_samples(encoded)
         if self.samples != count_samples(exposition):

@@ -21,7 +21,7 @@ from exporter.model import JobSnapshot, parse_job
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from floors import _Families, count_samples
+from floors import FamiliesCollector, count_samples
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,9 @@ def measure_pure_step(bodies: dict[str, dict], now: float, repetitions: int,
         snapshots = [JobSnapshot(job.id, job, fresh=True, last_success=now) for job in jobs]
         families = build_job_families(snapshots, now, settings)
         built = time.perf_counter()
-        text = generate_latest(_Families(families))
+        text = generate_latest(FamiliesCollector(families))
         encoded = time.perf_counter()
-        gzip.compress(generate_openmetrics(_Families(families)), compresslevel=1)
+        gzip.compress(generate_openmetrics(FamiliesCollector(families)), compresslevel=1)
         prometheus_s.append(time.perf_counter() - encoded)
         parse_s.append(parsed - started)
         build_s.append(built - parsed)
