@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
+from datetime import timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
@@ -58,7 +59,16 @@ class SeekrFlowClient:
         return self._api.base_url + self._api.path_template.replace("{id}", quote(job_id, safe=""))
 
     def fetch_job(self, job_id: str, timeout: float) -> FetchResult:
+        """GET one job, taking at most about ``timeout`` seconds; every failure becomes a result."""
+        try:
+            return self._fetch(job_id, timeout)
+        except Exception as err:  # noqa: BLE001 - whatever the API sends, only this job may fail
+            return self._failed(job_id, self._api.path_template, "internal_error",
+                                f"unexpected {type(err).__name__} while fetching", code="internal_error")
+
+    def _fetch(self, job_id: str, timeout: float) -> FetchResult:
         endpoint = self._api.path_template
+        give_up_at = time.monotonic() + timeout
         try:
             response = self._session.get(self.job_url(job_id), timeout=max(timeout, 0.001), stream=True)
         except requests.Timeout:
@@ -68,11 +78,16 @@ class SeekrFlowClient:
         with response:
             status = response.status_code
             try:
-                body = _read_limited(response)
+                body = _read_limited(response, give_up_at)
             except requests.Timeout:
-                return self._failed(job_id, endpoint, "timeout", f"body not received within {timeout:.1f}s", status)
-            except (requests.RequestException, ValueError) as err:
-                return self._failed(job_id, endpoint, "connection_error", f"reading the body failed: {type(err).__name__}", status)
+                return self._failed(job_id, endpoint, "timeout", f"body not received within {timeout:.1f}s", status,
+                                    code="timeout")
+            except _BodyTooLarge:
+                return self._failed(job_id, endpoint, "body_too_large",
+                                    f"HTTP {status} with a body over {MAX_BODY_BYTES} bytes", status)
+            except requests.RequestException as err:
+                return self._failed(job_id, endpoint, "connection_error",
+                                    f"reading the body failed: {type(err).__name__}", status, code="connection_error")
         if status != 200:
             failed = self._failed(job_id, endpoint, f"http_{status}", f"HTTP {status}{_detail_of(body)}", status,
                                   code=str(status))
@@ -101,12 +116,20 @@ class SeekrFlowClient:
         self._session.close()
 
 
-def _read_limited(response: requests.Response) -> bytes:
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _read_limited(response: requests.Response, give_up_at: float) -> bytes:
+    # requests' timeout bounds each socket read, not the whole body: a server that drips its answer
+    # would hold a worker forever, so the total is checked between chunks.
     chunks, size = [], 0
     for chunk in response.iter_content(65536):
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise ValueError("body too large")
+            raise _BodyTooLarge()
+        if time.monotonic() > give_up_at:
+            raise requests.Timeout()
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -127,11 +150,14 @@ def _retry_after(header: str | None) -> float | None:
     if not header:
         return None
     header = header.strip()
-    if header.isdigit():
+    if header.isascii() and header.isdigit():
         return float(header)
     try:
-        return max(parsedate_to_datetime(header).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError, OverflowError):
+        moment = parsedate_to_datetime(header)
+        if moment.tzinfo is None:  # "-0000": HTTP dates are UTC
+            moment = moment.replace(tzinfo=timezone.utc)
+        return max(moment.timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
 
 

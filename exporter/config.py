@@ -106,6 +106,8 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
             raw = yaml.safe_load(handle)
     except OSError as err:
         raise ConfigError("", f"cannot read config file {path}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError("", f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -138,7 +140,7 @@ def _api(raw: Any, environ: Mapping[str, str]) -> ApiConfig:
         base_url=base_url.rstrip("/"),
         endpoint=endpoint,
         api_key=_api_key(section, environ),
-        team_id=_optional_str(section, "api.team_id") or environ.get("SEEKR_TEAM_ID") or None,
+        team_id=_team_id(section, environ),
         request_timeout=_positive_duration(section, "api.timeout", ApiConfig.request_timeout),
         max_concurrency=_positive_int(section, "api.max_concurrency", ApiConfig.max_concurrency, 256),
     )
@@ -152,13 +154,33 @@ def _api_key(section: dict, environ: Mapping[str, str]) -> str:
                 key = handle.read().strip()
         except OSError as err:
             raise ConfigError("api.api_key_file", f"cannot read {key_file}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError("api.api_key_file", f"{key_file} is not UTF-8 text") from None
         if not key:
             raise ConfigError("api.api_key_file", f"{key_file} is empty")
-        return key
+        return _header_safe(key, "api.api_key_file", "the API key")
     key = environ.get("SEEKR_API_KEY", "").strip()
     if not key:
         raise ConfigError("api.api_key_file", "no API key: set api.api_key_file or the SEEKR_API_KEY environment variable")
-    return key
+    return _header_safe(key, "SEEKR_API_KEY", "the API key")
+
+
+def _header_safe(value: str, path: str, what: str) -> str:
+    """The value travels as an HTTP header; say so at startup rather than fail every scrape.
+
+    The message never repeats the value: it may be the API key.
+    """
+    if not all(" " <= c <= "~" or "\xa0" <= c <= "\xff" for c in value):
+        raise ConfigError(path, f"{what} holds characters that cannot be sent in an HTTP header")
+    return value
+
+
+def _team_id(section: dict, environ: Mapping[str, str]) -> str | None:
+    team_id = _optional_str(section, "api.team_id")
+    where = "api.team_id"
+    if not team_id:
+        team_id, where = environ.get("SEEKR_TEAM_ID", "").strip(), "SEEKR_TEAM_ID"
+    return _header_safe(team_id, where, "the team ID") if team_id else None
 
 
 def _scrape(raw: Any) -> ScrapeConfig:

@@ -55,8 +55,8 @@ class _JobFamilies:
             output_files=_gauge("job_output_files", "Converted files the ingestion job has produced (length of output_files).", j),
             files=_gauge("job_files", "File records of the ingestion job that are not deleted, per record status.", js),
             deleted=_gauge("job_files_deleted", "Soft-deleted file records of the ingestion job (counted nowhere else).", j),
-            queue_min=_gauge("job_queue_position_min", "Best (lowest) queue position among the job's queued file records.", j),
-            queue_max=_gauge("job_queue_position_max", "Worst (highest) queue position among the job's queued file records.", j),
+            queue_min=_gauge("job_queue_position_min", "Best (lowest) queue position among the job's live file records that have one.", j),
+            queue_max=_gauge("job_queue_position_max", "Worst (highest) queue position among the job's live file records that have one.", j),
             duration=_gauge("job_duration_seconds", "Time from job creation to its last record end (finished jobs) or to now (unfinished jobs).", j),
             processing=GaugeHistogramMetricFamily(
                 _PREFIX + "job_file_processing_duration_seconds",
@@ -179,8 +179,11 @@ def _add_files(f: _FileFamilies, job_id: str, records: Sequence[FileRecord], now
         end = r.ended_at
         if r.processing_at is not None:
             f.queue_wait.add_metric(ids, _clamp(r.processing_at - r.created_at))
-            f.processing.add_metric(ids, _clamp((end if end is not None else now) - r.processing_at))
-        elif end is None:
+            if end is not None:
+                f.processing.add_metric(ids, _clamp(end - r.processing_at))
+            elif not r.is_finished:  # still running; finished without an end time: unknown
+                f.processing.add_metric(ids, _clamp(now - r.processing_at))
+        elif not r.is_finished:
             f.queue_wait.add_metric(ids, _clamp(now - r.created_at))
         if r.error_message:
             f.error.add_metric(ids + [_cut(r.error_message, cut), _cut(r.suggested_fix or "", cut)], 1.0)

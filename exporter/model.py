@@ -14,6 +14,7 @@ from typing import Any
 JOB_STATUSES = ("queued", "running", "completed", "failed")
 RECORD_STATUSES = ("queued", "processing", "completed", "failed")
 FINISHED_JOB_STATUSES = frozenset({"completed", "failed"})
+UNKNOWN_STATUS = "unknown"
 
 # Status strings become label values; a runaway string must not become a runaway series.
 MAX_STATUS_LENGTH = 64
@@ -163,7 +164,8 @@ def _encodable(value: str) -> str:
 
 def _status(raw: dict, key: str, where: str = "") -> str:
     value = _text(raw, key, f"{where}.{key}" if where else key)
-    return value[:MAX_STATUS_LENGTH]
+    # An empty label value is no label at all in Prometheus; it would merge into other series.
+    return value[:MAX_STATUS_LENGTH] or UNKNOWN_STATUS
 
 
 def _time(raw: dict, key: str, where: str, required: bool = False) -> float | None:

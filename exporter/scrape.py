@@ -85,27 +85,48 @@ class JobPoller:
 
     def _refresh(self, deadline: float) -> None:
         now = self._monotonic()
+        late_answers, key_accepted = self._collect_late_answers()
+        due = [job_id for job_id in self._job_ids if self._is_due(self._states[job_id], now)]
+        # Oldest data first: when the pool cannot serve every job before the deadline, the jobs
+        # left out this time are served first next time, so none goes dark for good.
+        due.sort(key=lambda job_id: self._states[job_id].last_success_mono or float("-inf"))
         submitted: dict[Future, str] = {}
-        for job_id in self._job_ids:
+        for job_id in due:
             state = self._states[job_id]
-            if not self._is_due(state, now):
-                continue
-            if state.in_flight is None or state.in_flight.done():
-                timeout = min(self._request_timeout, deadline - now)
-                state.in_flight = self._pool.submit(self._client.fetch_job, job_id, timeout)
+            if state.in_flight is None:
+                state.in_flight = self._pool.submit(self._fetch, job_id, deadline)
             submitted[state.in_flight] = job_id
         done, _ = wait(submitted, timeout=max(deadline - self._monotonic(), 0.0))
-        key_accepted = False
         for future, job_id in submitted.items():
             if future in done:
+                self._states[job_id].in_flight = None
                 result = future.result()
                 key_accepted = key_accepted or _key_accepted(result)
             else:
+                if future.cancel():  # never started: free its place in the pool
+                    self._states[job_id].in_flight = None
                 result = FetchResult(job_id, None, "timeout", "no answer before the scrape deadline")
             self._apply(job_id, result)
-        if submitted:
+        if submitted or late_answers:
             self._api_up = key_accepted
-        self._result = ScrapeResult(tuple(self._snapshot(j) for j in self._job_ids), self._api_up)
+        now = self._monotonic()
+        self._result = ScrapeResult(tuple(self._snapshot(j, now) for j in self._job_ids), self._api_up)
+
+    def _fetch(self, job_id: str, deadline: float) -> FetchResult:
+        # The request may wait in the pool's queue; its time limit counts from when it starts.
+        return self._client.fetch_job(job_id, min(self._request_timeout, deadline - self._monotonic()))
+
+    def _collect_late_answers(self) -> tuple[int, bool]:
+        """Apply fetches that finished after their scrape's deadline: they are the newest data."""
+        count, key_accepted = 0, False
+        for job_id, state in self._states.items():
+            if state.in_flight is not None and state.in_flight.done():
+                result = state.in_flight.result()
+                state.in_flight = None
+                count += 1
+                key_accepted = key_accepted or _key_accepted(result)
+                self._apply(job_id, result)
+        return count, key_accepted
 
     def _is_due(self, state: _JobState, now: float) -> bool:
         if state.retry_at is not None and now < state.retry_at:
@@ -128,14 +149,14 @@ class JobPoller:
         state.error = result.reason
         state.retry_at = None if result.retry_after is None else (
             self._monotonic() + min(result.retry_after, MAX_RETRY_AFTER))
-        too_old = state.last_success_mono is None or (
-            self._monotonic() - state.last_success_mono > self._settings.serve_stale_for)
-        if too_old:
-            state.job = None
 
-    def _snapshot(self, job_id: str) -> JobSnapshot:
+    def _snapshot(self, job_id: str, now: float) -> JobSnapshot:
         state = self._states[job_id]
-        return JobSnapshot(job_id, state.job, fresh=state.error is None and state.job is not None,
+        job = state.job
+        if state.error is not None and (
+                state.last_success_mono is None or now - state.last_success_mono > self._settings.serve_stale_for):
+            job = None  # too old to stand in for the failing fetch
+        return JobSnapshot(job_id, job, fresh=state.error is None and job is not None,
                            error=state.error, last_success=state.last_success)
 
 

@@ -146,3 +146,32 @@ def test_missing_config_file(tmp_path):
     proc = run_exporter("--config.check", "--config.file", str(tmp_path / "none.yaml"), env=ENV)
     assert proc.returncode == 1
     assert proc.stderr.strip().endswith(f"cannot read config file {tmp_path / 'none.yaml'}: No such file or directory")
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"SEEKR_API_KEY": "sk-\u20ac-euro"}, "SEEKR_API_KEY: the API key holds characters that cannot be sent in an HTTP header"),
+    ({"SEEKR_API_KEY": "sk-a\nb"}, "SEEKR_API_KEY: the API key holds characters that cannot be sent in an HTTP header"),
+    ({"SEEKR_API_KEY": "sk-ok", "SEEKR_TEAM_ID": "t\x00m"},
+     "SEEKR_TEAM_ID: the team ID holds characters that cannot be sent in an HTTP header"),
+])
+def test_values_that_cannot_travel_as_headers_are_refused_without_showing_them(env, message):
+    with pytest.raises(ConfigError) as err:
+        build_config({"jobs": ["ij-1"]}, env)
+    assert str(err.value) == message
+
+
+def test_key_file_that_is_not_text(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"\xff\xfe\x00sk")
+    with pytest.raises(ConfigError) as err:
+        build_config({"jobs": ["ij-1"], "api": {"api_key_file": str(key_file)}}, ENV)
+    assert str(err.value) == f"api.api_key_file: {key_file} is not UTF-8 text"
+
+
+def test_config_file_that_is_not_text(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"jobs: [\xff\xfe]\n")
+    proc = run_exporter("--config.file", str(path), "--web.listen-address", "127.0.0.1:0", env=ENV)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"{path} is not UTF-8 text" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

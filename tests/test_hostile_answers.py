@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.exposition import generate_latest
@@ -74,10 +75,9 @@ def test_lone_surrogates_and_huge_numbers_become_safe_values():
     body = copy.deepcopy(GOOD)
     body["file_records"][0]["filename"] = "bad\ud800name.pdf"
     body["file_records"][4]["queue_position"] = 2**60
-    try:
+    with pytest.raises(InvalidResponse) as err:
         parse_job(body)
-    except InvalidResponse as err:
-        assert str(err) == "file_records[4].queue_position: expected an integer or null"
+    assert str(err.value) == "file_records[4].queue_position: expected an integer or null"
     body["file_records"][4]["queue_position"] = 3
     job = parse_job(body)
     assert job.records[0].filename == "bad?name.pdf"

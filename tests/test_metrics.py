@@ -215,3 +215,25 @@ def test_duplicate_record_ids_give_one_series():
     job = load("job_running.json")
     got = exposition([JobSnapshot("ij-running", replace(job, records=job.records + job.records[:1]), True)])
     assert len(series(got, P + "file_info", record_id="ijf-c1")) == 1
+
+
+def test_record_finished_by_status_without_end_time_does_not_keep_growing():
+    job = load("job_running.json")
+    never_started = replace(job.records[4], status="failed", queue_position=None)   # no timestamps at all
+    no_end = replace(job.records[3], status="completed")                            # processing_at, no end
+    got_early = exposition([JobSnapshot("ij-running", replace(job, records=(never_started, no_end)), True)])
+    got_late = exposition([JobSnapshot("ij-running", replace(job, records=(never_started, no_end)), True)],
+                          now=NOW + 100000)
+    for got in (got_early, got_late):
+        assert per_record(got, P + "file_queue_wait_seconds") == {"ijf-p1": 300}
+        assert per_record(got, P + "file_processing_duration_seconds") == {}
+
+
+def test_empty_status_strings_become_unknown():
+    body = json.loads((FIXTURES / "job_unknown_status.json").read_text())
+    body["status"] = ""
+    body["file_records"] = [dict(json.loads((FIXTURES / "job_running.json").read_text())["file_records"][4], status="")]
+    got = exposition([JobSnapshot("ij-odd", parse_job(body), True)])
+    assert value(got, P + "job_status", job_id="ij-odd", status="unknown") == 1
+    assert value(got, P + "job_files", job_id="ij-odd", status="unknown") == 1
+    assert not [k for k in got if ("status", "") in k[1]]
