@@ -36,7 +36,15 @@ UID_EXPORTER_HEALTH = "seekrflow-exporter-health"
 STATUS_COLORS = {"queued": "yellow", "processing": "blue", "running": "blue", "completed": "green",
                  "failed": "red"}
 
-JOB_DETAIL_LINK = ("/d/" + UID_JOB_DETAIL + "/seekrflow-job-detail?${datasource:queryparam}"
+# Title and URL path of each dashboard, in the order of the links at the top of every dashboard.
+DASHBOARD_PATHS = {
+    UID_OVERVIEW: ("Overview", "/d/" + UID_OVERVIEW + "/seekrflow-overview"),
+    UID_JOB_DETAIL: ("Job detail", "/d/" + UID_JOB_DETAIL + "/seekrflow-job-detail"),
+    UID_EXPORTER_HEALTH: ("Exporter health", "/d/" + UID_EXPORTER_HEALTH + "/seekrflow-exporter-health"),
+}
+
+# The data link from a table cell holding a job ID to the job detail of that one job.
+JOB_DETAIL_LINK = (DASHBOARD_PATHS[UID_JOB_DETAIL][1] + "?${datasource:queryparam}"
                    "&var-job_id=${__value.raw}&${__url_time_range}")
 
 
@@ -226,14 +234,15 @@ def datasource_variable() -> dict:
             "options": [], "query": "prometheus", "refresh": 1, "regex": "", "type": "datasource"}
 
 
-def label_variable(name: str, label: str, metric: str, *, description: str, include_all: bool = True) -> dict:
+def label_variable(name: str, label: str, metric: str, *, description: str, include_all: bool = True,
+                   multi: bool = True) -> dict:
     result = {
         "datasource": DATASOURCE,
         "description": description,
         "hide": 0,
         "includeAll": include_all,
         "label": label,
-        "multi": True,
+        "multi": multi,
         "name": name,
         "options": [],
         "query": {"qryType": 1, "query": f"label_values({metric}, {name})",
@@ -249,10 +258,17 @@ def label_variable(name: str, label: str, metric: str, *, description: str, incl
     return result
 
 
-def job_id_variable(*, include_all: bool = True) -> dict:
+def job_id_variable() -> dict:
     # From scrape_success: the one series every configured job has, even one whose fetch fails.
+    return label_variable("job_id", "Ingestion jobs", "seekrflow_ingestion_job_scrape_success",
+                          description="SeekrFlow ingestion jobs, as configured in the exporter.")
+
+
+def single_job_id_variable() -> dict:
+    """The job detail is about one job: one value, no "All"."""
     return label_variable("job_id", "Ingestion job", "seekrflow_ingestion_job_scrape_success",
-                          include_all=include_all, description="SeekrFlow ingestion jobs, as configured in the exporter.")
+                          include_all=False, multi=False,
+                          description="The SeekrFlow ingestion job to show, as configured in the exporter.")
 
 
 def annotations(alert_selector: str) -> dict:
@@ -269,9 +285,20 @@ def annotations(alert_selector: str) -> dict:
     ]}
 
 
-def dashboard_links() -> list[dict]:
-    return [{"asDropdown": False, "icon": "external link", "includeVars": True, "keepTime": True, "tags": [TAG],
-             "targetBlank": False, "title": "SeekrFlow", "tooltip": "", "type": "dashboards", "url": ""}]
+def dashboard_links(uid: str) -> list[dict]:
+    """Links to the other two dashboards, keeping the time range. Links to the multi-job
+    dashboards carry the variables (the job or jobs selected here). The link to the job detail
+    carries only the data source: a selection of several jobs (or All) has no one job to open,
+    so the job detail opens on its own first job; a job is opened by clicking its ID in a table."""
+    links = []
+    for target, (title, path) in DASHBOARD_PATHS.items():
+        if target == uid:
+            continue
+        one_job = target == UID_JOB_DETAIL
+        links.append({"asDropdown": False, "icon": "dashboard", "includeVars": not one_job, "keepTime": True,
+                      "tags": [], "targetBlank": False, "title": title, "tooltip": "", "type": "link",
+                      "url": path + ("?${datasource:queryparam}" if one_job else "")})
+    return links
 
 
 def dashboard(uid: str, title: str, description: str, panels: list[dict], variables: list[dict],
@@ -282,7 +309,7 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict], variab
         "editable": False,
         "fiscalYearStartMonth": 0,
         "graphTooltip": 1,
-        "links": dashboard_links(),
+        "links": dashboard_links(uid),
         "panels": lay_out(panels),
         "refresh": "30s",
         "schemaVersion": SCHEMA_VERSION,
@@ -478,7 +505,7 @@ def job_detail() -> dict:
     return dashboard(UID_JOB_DETAIL, "SeekrFlow / Job detail",
                      "One SeekrFlow ingestion job: its file records, failures with suggested fixes, and its "
                      "duration distributions.",
-                     panels, [datasource_variable(), job_id_variable(include_all=False)], ', job_id=~"$job_id"')
+                     panels, [datasource_variable(), single_job_id_variable()], ', job_id=~"$job_id"')
 
 
 def exporter_health() -> dict:
@@ -507,9 +534,11 @@ def exporter_health() -> dict:
                        "none", steps=thresholds((1, "green"), base="red"),
                        mappings=value_text({"0": ("failing", "red"), "1": ("ok", "green")})),
         table("Fetch errors", "Jobs whose latest fetch failed, with the reason (timeout, connection_error, "
-              "http_<status>, invalid_json, invalid_schema). Empty when every fetch works.",
+              "http_<status>, invalid_json, invalid_schema). Empty when every fetch works. Click a job ID "
+              "for its detail.",
               table_queries(f"max by (job_id, reason) (seekrflow_ingestion_job_scrape_error_info{{{jobs}, {f}}})"),
-              "none", size=(12, 8), columns={"job_id": "Job", "reason": "Reason"}, sort_by="job_id"),
+              "none", size=(12, 8), columns={"job_id": "Job", "reason": "Reason"}, sort_by="job_id",
+              overrides=[by_name("job_id", ("links", [{"title": "Job detail", "url": JOB_DETAIL_LINK}]))]),
         timeseries("Data age", "Time since each job was last fetched successfully. Finished jobs are fetched "
                    "rarely, so their age grows up to the exporter's refresh interval.",
                    [query(f"time() - seekrflow_ingestion_job_last_success_timestamp_seconds{{{jobs}, {f}}}",

@@ -206,11 +206,16 @@ def test_panel_ids_are_unique_and_panels_do_not_overlap(name):
         cells |= covered
 
 
+# The overview and the exporter health compare jobs; the job detail is about one job.
+JOB_ID_SELECTION = {"overview.json": (True, True), "exporter-health.json": (True, True),
+                    "job-detail.json": (False, False)}
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_job_queries_follow_the_multi_select_job_id_variable(name):
+def test_job_queries_follow_the_job_id_variable(name):
     dashboard = load(name)
     job_id = next(v for v in dashboard["templating"]["list"] if v["name"] == "job_id")
-    assert job_id["multi"] is True
+    assert (job_id["multi"], job_id["includeAll"]) == JOB_ID_SELECTION[name]
     assert job_id["refresh"] == 2  # refresh on time range change: new jobs appear
     for item in data_panels(dashboard):
         for target in item["targets"]:
@@ -218,20 +223,38 @@ def test_job_queries_follow_the_multi_select_job_id_variable(name):
                 assert 'job_id=~"$job_id"' in target["expr"], (item["title"], target["expr"])
 
 
+def job_detail_data_links(dashboard: dict, panel_title: str) -> list[str]:
+    """The URLs of the data links on the job_id column of a table."""
+    table = next(item for item in data_panels(dashboard) if item["title"] == panel_title)
+    return [link["url"] for override in table["fieldConfig"]["overrides"]
+            if override["matcher"] == {"id": "byName", "options": "job_id"}
+            for prop in override["properties"] if prop["id"] == "links" for link in prop["value"]]
+
+
 def test_dashboards_link_to_each_other():
-    uids = {load(name)["uid"] for name in NAMES}
-    assert uids == {"seekrflow-overview", "seekrflow-job-detail", "seekrflow-exporter-health"}
+    paths = {load(name)["uid"]: f"/d/{load(name)['uid']}/{load(name)['uid']}" for name in NAMES}
+    assert set(paths) == {"seekrflow-overview", "seekrflow-job-detail", "seekrflow-exporter-health"}
     for name in NAMES:
         dashboard = load(name)
         assert "seekrflow" in dashboard["tags"]
-        assert [(link["type"], link["tags"], link["includeVars"], link["keepTime"]) for link in dashboard["links"]] == [
-            ("dashboards", ["seekrflow"], True, True)]
-    # The overview's jobs table opens the job detail for the clicked job.
-    jobs_table = next(item for item in data_panels(load("overview.json")) if item["title"] == "Jobs")
-    links = [link for override in jobs_table["fieldConfig"]["overrides"] for prop in override["properties"]
-             if prop["id"] == "links" for link in prop["value"]]
-    assert [link["url"].split("?")[0] for link in links] == ["/d/seekrflow-job-detail/seekrflow-job-detail"]
-    assert "var-job_id=${__value.raw}" in links[0]["url"]
+        links = {link["url"].split("?")[0]: link for link in dashboard["links"]}
+        # Each dashboard links to the two others, keeping the time range.
+        assert set(links) == set(paths.values()) - {paths[dashboard["uid"]]}
+        for path, link in links.items():
+            assert (link["type"], link["keepTime"]) == ("link", True)
+            if path == paths["seekrflow-job-detail"]:
+                # A selection of several jobs has no one job to open: only the data source goes along.
+                assert link["includeVars"] is False
+                assert link["url"] == "/d/seekrflow-job-detail/seekrflow-job-detail?${datasource:queryparam}"
+            else:
+                assert (link["includeVars"], link["url"]) == (True, path)
+
+
+@pytest.mark.parametrize(("name", "table_title"), [("overview.json", "Jobs"), ("exporter-health.json", "Fetch errors")])
+def test_a_job_id_in_a_table_opens_the_job_detail_of_that_one_job(name, table_title):
+    assert job_detail_data_links(load(name), table_title) == [
+        "/d/seekrflow-job-detail/seekrflow-job-detail?${datasource:queryparam}"
+        "&var-job_id=${__value.raw}&${__url_time_range}"]
 
 
 @pytest.mark.parametrize("name", NAMES)
