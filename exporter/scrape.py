@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+import queue
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -55,7 +56,7 @@ class JobPoller:
         self._request_timeout = request_timeout
         self._wall_clock = wall_clock
         self._monotonic = monotonic
-        self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="fetch")
+        self._pool = _FetchPool(max_concurrency)
         self._states = {job_id: _JobState() for job_id in self._job_ids}
         self._refresh_lock = threading.Lock()
         self._refreshed_at: float | None = None
@@ -80,7 +81,7 @@ class JobPoller:
             self._refresh_lock.release()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()
         self._client.close()
 
     def _refresh(self, deadline: float) -> None:
@@ -94,7 +95,7 @@ class JobPoller:
         for job_id in due:
             state = self._states[job_id]
             if state.in_flight is None:
-                state.in_flight = self._pool.submit(self._fetch, job_id, deadline)
+                state.in_flight = self._pool.submit(self._fetch, job_id)
             submitted[state.in_flight] = job_id
         done, _ = wait(submitted, timeout=max(deadline - self._monotonic(), 0.0))
         for future, job_id in submitted.items():
@@ -112,9 +113,10 @@ class JobPoller:
         now = self._monotonic()
         self._result = ScrapeResult(tuple(self._snapshot(j, now) for j in self._job_ids), self._api_up)
 
-    def _fetch(self, job_id: str, deadline: float) -> FetchResult:
-        # The request may wait in the pool's queue; its time limit counts from when it starts.
-        return self._client.fetch_job(job_id, min(self._request_timeout, deadline - self._monotonic()))
+    def _fetch(self, job_id: str) -> FetchResult:
+        # The request gets its full time even past the scrape's deadline: a slow API then still
+        # yields data, one scrape late, rather than never.
+        return self._client.fetch_job(job_id, self._request_timeout)
 
     def _collect_late_answers(self) -> tuple[int, bool]:
         """Apply fetches that finished after their scrape's deadline: they are the newest data."""
@@ -158,6 +160,39 @@ class JobPoller:
             job = None  # too old to stand in for the failing fetch
         return JobSnapshot(job_id, job, fresh=state.error is None and job is not None,
                            error=state.error, last_success=state.last_success)
+
+
+class _FetchPool:
+    """A fixed set of daemon worker threads.
+
+    Unlike ThreadPoolExecutor, whose workers are joined at interpreter exit, a request still
+    waiting on a slow API cannot hold up the exporter's shutdown.
+    """
+
+    def __init__(self, workers: int):
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        for number in range(workers):
+            threading.Thread(target=self._work, name=f"fetch-{number}", daemon=True).start()
+        self._workers = workers
+
+    def submit(self, fn: Callable, *args) -> Future:
+        future: Future = Future()
+        self._tasks.put((fn, args, future))
+        return future
+
+    def shutdown(self) -> None:
+        for _ in range(self._workers):
+            self._tasks.put(None)
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            fn, args, future = task
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled while it waited
+            try:
+                future.set_result(fn(*args))
+            except BaseException as err:  # noqa: BLE001 - handed to whoever waits on the future
+                future.set_exception(err)
 
 
 def _key_accepted(result: FetchResult) -> bool:

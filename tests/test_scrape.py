@@ -1,0 +1,132 @@
+"""JobPoller against the simulator over HTTP, with the poller's clock in the test's hands."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from exporter.client import SeekrFlowClient
+from exporter.config import ApiConfig, ScrapeConfig
+from exporter.scrape import JobPoller
+from exporter.simulator import SimulatedWorld, SimulatorServer
+from harness import wait_until
+
+KEY = "sk-test-poller-81b2"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class Clock:
+    """A monotonic clock that moves only when the test says so."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def simulator():
+    bodies = {}
+    for name in ("job_running.json", "job_completed.json"):
+        body = json.loads((FIXTURES / name).read_text())
+        bodies[body["id"]] = body
+    bodies["ij-slow"] = dict(bodies["ij-running"], id="ij-slow")
+    server = SimulatorServer(SimulatedWorld(jobs=0, files_per_job=1), KEY, fixtures=bodies,
+                             faults={"ij-slow": "slow:1"})
+    server.start("127.0.0.1", 0)
+    yield server
+    server.stop()
+
+
+def poller_for(simulator, jobs, clock=time.monotonic, concurrency=4, **scrape):
+    api = ApiConfig(base_url=simulator.url, api_key=KEY, max_concurrency=concurrency)
+    counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
+    return JobPoller(jobs, SeekrFlowClient(api, counter), ScrapeConfig(**scrape), concurrency, 5.0,
+                     monotonic=clock)
+
+
+def scrape(poller, clock=None, budget=5.0):
+    return {s.job_id: s for s in poller.scrape((clock() if clock else time.monotonic()) + budget).snapshots}
+
+
+def test_cache_ttl_shares_one_round_of_requests(simulator):
+    clock = Clock()
+    poller = poller_for(simulator, ["ij-running"], clock, cache_ttl=5.0)
+    try:
+        scrape(poller, clock)
+        clock.now += 4.9
+        scrape(poller, clock)
+        assert simulator.job_requests["ij-running"] == 1
+        clock.now += 0.1
+        scrape(poller, clock)
+        assert simulator.job_requests["ij-running"] == 2
+    finally:
+        poller.close()
+
+
+def test_settled_job_is_read_again_after_finished_job_refresh(simulator):
+    clock = Clock()
+    poller = poller_for(simulator, ["ij-done", "ij-running"], clock, cache_ttl=0.0, finished_job_refresh=600.0)
+    try:
+        for _ in range(3):
+            snapshots = scrape(poller, clock)
+            assert snapshots["ij-done"].fresh
+            clock.now += 299
+        assert simulator.job_requests == {"ij-done": 1, "ij-running": 3}
+        clock.now += 4  # 601 s after the first read
+        scrape(poller, clock)
+        assert simulator.job_requests == {"ij-done": 2, "ij-running": 4}
+    finally:
+        poller.close()
+
+
+def test_stale_data_stands_in_for_serve_stale_for_then_goes(simulator):
+    clock = Clock()
+    poller = poller_for(simulator, ["ij-running"], clock, cache_ttl=0.0, serve_stale_for=300.0)
+    try:
+        assert scrape(poller, clock)["ij-running"].fresh
+        simulator.stop()
+        clock.now += 300
+        stale = scrape(poller, clock)["ij-running"]
+        assert (stale.fresh, stale.error, stale.job is not None) == (False, "connection_error", True)
+        clock.now += 1
+        gone = scrape(poller, clock)["ij-running"]
+        assert (gone.fresh, gone.error, gone.job) == (False, "connection_error", None)
+        assert poller.scrape(clock() + 5).api_up is False
+    finally:
+        poller.close()
+
+
+def test_an_answer_after_the_deadline_is_used_by_the_next_scrape(simulator):
+    poller = poller_for(simulator, ["ij-slow"], cache_ttl=0.0)
+    try:
+        first = scrape(poller, budget=0.2)["ij-slow"]
+        assert (first.error, first.job) == ("timeout", None)
+        # Every answer takes 1 s and every scrape waits 0.2 s: data can only come from an answer
+        # that arrived after its scrape had given up.
+        later = wait_until(lambda: scrape(poller, budget=0.2)["ij-slow"].job, timeout=10, what="a late answer")
+        assert later.status == "running" and len(later.records) == 8
+    finally:
+        poller.close()
+
+
+def test_an_oversubscribed_pool_serves_every_job_in_turn(simulator):
+    simulator.latency = 0.25
+    jobs = ["ij-running", "ij-done", "ij-a", "ij-b"]
+    # ij-a and ij-b are unknown (404): answered, but never fresh. The two real jobs must each get
+    # fresh data although one worker cannot fetch all four within one scrape's budget.
+    poller = poller_for(simulator, jobs, concurrency=1, cache_ttl=0.0, finished_job_refresh=0.0)
+    try:
+        seen_fresh = set()
+        for _ in range(12):
+            snapshots = scrape(poller, budget=0.4)
+            seen_fresh |= {job_id for job_id, snap in snapshots.items() if snap.fresh}
+            if seen_fresh == {"ij-running", "ij-done"}:
+                break
+        assert seen_fresh == {"ij-running", "ij-done"}
+        assert {"ij-a", "ij-b"} <= set(simulator.job_requests)
+    finally:
+        poller.close()
