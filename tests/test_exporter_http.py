@@ -1,6 +1,7 @@
 """The exporter process against the simulator over real HTTP on 127.0.0.1."""
 
 import gzip
+import platform
 import json
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from exporter import __version__
 from exporter.simulator import SimulatedWorld, SimulatorServer
 from harness import ROOT, ExporterProcess, wait_until
 from metric_samples import parse_exposition, series, value
@@ -55,6 +57,9 @@ def test_bad_jobs_fail_alone_and_the_rest_keep_exact_series(simulator):
 
     assert response.status_code == 200
     assert value(got, "seekrflow_up") == 1
+    assert value(got, "seekrflow_exporter_build_info", version=__version__,
+                 python_version=platform.python_version()) == 1
+    assert 0 < value(got, "seekrflow_exporter_scrape_duration_seconds") < 30
     success = {dict(k)["job_id"]: v for k, v in series(got, P + "job_scrape_success").items()}
     assert success == {"ij-running": 1, "ij-done": 1, "ij-odd": 1, "ij-404": 0, "ij-500": 0, "ij-badjson": 0,
                        "ij-badschema": 0, **{job_id: 1 for job_id in world_ids}}
@@ -112,7 +117,14 @@ def test_key_from_file_and_team_header(simulator, tmp_path):
     with ExporterProcess(config, api_key=None) as exporter:
         got = parse_exposition(exporter.scrape().text)
     assert value(got, P + "job_scrape_success", job_id="ij-done") == 1
+    assert simulator.team_requests == {"team-7": 1}
     assert KEY not in exporter.log
+
+
+def test_team_from_the_environment(simulator):
+    with ExporterProcess(config_for(simulator, ["ij-done"]), KEY, env={"SEEKR_TEAM_ID": "team-env"}) as exporter:
+        exporter.scrape()
+    assert simulator.team_requests == {"team-env": 1}
 
 
 def test_unreachable_api_gives_up_zero(simulator):

@@ -88,6 +88,7 @@ class SimulatorServer:
         self._fixtures = dict(fixtures or {})
         self._counts: Counter[str] = Counter()
         self._job_counts: Counter[str] = Counter()
+        self._team_counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
@@ -142,12 +143,19 @@ class SimulatorServer:
         with self._lock:
             return Counter(self._job_counts)
 
+    @property
+    def team_requests(self) -> Counter[str]:
+        """Requests per `x-team-id` header value, "" for none (a copy)."""
+        with self._lock:
+            return Counter(self._team_counts)
+
     # --- answering -------------------------------------------------------------------------
 
-    def answer(self, path: str, authorization: str | None) -> tuple[int, bytes]:
-        """(status, body) for a GET of `path` with that Authorization header."""
+    def answer(self, path: str, authorization: str | None, team_id: str | None = None) -> tuple[int, bytes]:
+        """(status, body) for a GET of `path` with that Authorization header (team: `x-team-id`)."""
         template, job_id = _route(path)
         with self._lock:
+            self._team_counts[team_id or ""] += 1
             self._counts[template] += 1
             if job_id is not None:
                 self._job_counts[job_id] += 1
@@ -275,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         simulator: SimulatorServer = self.server.simulator
-        status, body = simulator.answer(self.path, self.headers.get("Authorization"))
+        status, body = simulator.answer(self.path, self.headers.get("Authorization"), self.headers.get("x-team-id"))
         self._send(status, body)
 
     def do_HEAD(self) -> None:
