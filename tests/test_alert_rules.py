@@ -111,6 +111,7 @@ def test_every_alert_has_severity_annotations_and_a_runbook_section():
         assert f"### {rule['alert']}" in alerts_doc, f"docs/alerts.md does not explain {rule['alert']}"
     assert names == [
         "SeekrFlowExporterDown",
+        "SeekrFlowExporterAbsent",
         "SeekrFlowAPIDown",
         "SeekrFlowJobScrapeFailing",
         "SeekrFlowJobFailed",
@@ -161,7 +162,7 @@ def test_runbook_base_url_is_a_placeholder_set_per_deployment():
     urls = [rule["annotations"]["runbook_url"] for group in rules["groups"] for rule in group["rules"]
             if "alert" in rule]
     assert urls[:2] == ["https://wiki.internal/ops/seekrflow#seekrflowexporterdown",
-                        "https://wiki.internal/ops/seekrflow#seekrflowapidown"]
+                        "https://wiki.internal/ops/seekrflow#seekrflowexporterabsent"]
     assert all(url.startswith("https://wiki.internal/ops/seekrflow#") for url in urls)
 
 
@@ -172,6 +173,7 @@ def test_overrides_change_thresholds_and_for_durations():
     by_name = {rule.get("alert"): rule for group in rules["groups"] for rule in group["rules"]}
     assert by_name["SeekrFlowExporterDown"]["for"] == "1s"
     assert by_name["SeekrFlowExporterDown"]["expr"] == 'up{job="x"} == 0'
+    assert by_name["SeekrFlowExporterAbsent"]["expr"] == 'absent(up{job="x"})'
     assert by_name["SeekrFlowJobQueuedTooLong"]["expr"].startswith(
         "seekrflow_ingestion_job_duration_seconds > 90\n"
     )
