@@ -76,6 +76,13 @@ class MetricsEndpoint:
 
 def make_app(endpoint: MetricsEndpoint, job_count: int) -> Callable:
     def app(environ, start_response):
+        try:
+            return route(environ, start_response)
+        except Exception:  # noqa: BLE001 - a bug must cost one answer and one log line, not more
+            log.error("internal error", exc_info=True, extra={"fields": {"path": environ.get("PATH_INFO")}})
+            return _text(start_response, "500 Internal Server Error", "Internal error, see the exporter's log\n")
+
+    def route(environ, start_response):
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             return _metrics(endpoint, environ, start_response)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +39,16 @@ def wait_until(check, timeout: float = 20.0, interval: float = 0.05, what: str =
             last_error = err
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last error: {last_error!r}")
+
+
+def read_lines(stream, count: int, timeout: float) -> list[str]:
+    """The next ``count`` lines of a child's output, or an AssertionError after ``timeout``."""
+    lines: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=lambda: [lines.put(stream.readline()) for _ in range(count)], daemon=True).start()
+    try:
+        return [lines.get(timeout=timeout) for _ in range(count)]
+    except queue.Empty:
+        raise AssertionError(f"no {count} lines of output within {timeout}s") from None
 
 
 class ExporterProcess:

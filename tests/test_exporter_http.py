@@ -16,7 +16,7 @@ import requests
 
 from exporter import __version__
 from exporter.simulator import SimulatedWorld, SimulatorServer
-from harness import ROOT, ExporterProcess, wait_until
+from harness import ROOT, ExporterProcess, free_port, read_lines, wait_until
 from metric_samples import parse_exposition, series, value
 
 KEY = "sk-test-7f3c9a1e5b2d4c6e8a0b1c2d3e4f5a6b"
@@ -220,14 +220,13 @@ def test_promtool_check_metrics_is_clean(simulator):
 
 
 def test_demo_starts_serves_data_and_stops_cleanly(tmp_path):
-    from harness import free_port
-
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stderr_path = tmp_path / "stderr.log"
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "exporter", "--demo", "--web.listen-address", f"127.0.0.1:{port}"],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
-        simulator_line = proc.stdout.readline()
-        metrics_line = proc.stdout.readline()
+        simulator_line, metrics_line = read_lines(proc.stdout, 2, timeout=20)
         assert simulator_line.startswith("SeekrFlow API simulator: http://127.0.0.1:")
         assert f"http://127.0.0.1:{port}/metrics" in metrics_line
         text = wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text,
@@ -246,8 +245,10 @@ def test_demo_starts_serves_data_and_stops_cleanly(tmp_path):
             proc.kill()
             proc.wait()
             raise
+        finally:
+            proc.stdout.close()
     assert code == 0
-    assert "Traceback" not in proc.stderr.read()
+    assert "Traceback" not in stderr_path.read_text()
 
 
 def test_retry_after_is_honoured(simulator):
