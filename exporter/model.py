@@ -27,6 +27,9 @@ _RFC3339 = re.compile(
 )
 
 
+_API_SHAPE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:[0-5]\d(?:\.\d{6})?Z")
+
+
 class InvalidResponse(ValueError):
     """The API answered, but not with a usable ingestion job."""
 
@@ -77,6 +80,9 @@ class IngestionJob:
 
 def parse_timestamp(value: str) -> float:
     """RFC 3339 to Unix seconds; 0-9 fractional digits; no offset means UTC."""
+    if _API_SHAPE.fullmatch(value):
+        # The shape the API sends, some three times per record: the C parser is 3x faster.
+        return datetime.fromisoformat(value[:-1]).replace(tzinfo=timezone.utc).timestamp()
     match = _RFC3339.fullmatch(value)
     if not match:
         raise ValueError(f"not an RFC 3339 timestamp: {value[:40]!r}")

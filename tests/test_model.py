@@ -1,10 +1,13 @@
 """Parsing API answers: tolerant of what the schema allows, strict about what it forbids."""
 
 import copy
+from datetime import datetime, timezone
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from exporter.model import InvalidResponse, parse_job, parse_timestamp
 
@@ -83,3 +86,14 @@ def test_settled_means_finished_job_with_every_live_record_finished():
     assert not parse_job(GOOD).is_settled
     still_running = broken(lambda b: b.update(status="completed"))
     assert not parse_job(still_running).is_settled  # records are still queued
+
+
+@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)), st.booleans())
+def test_the_api_shape_reads_the_same_as_any_other_spelling(moment, with_fraction):
+    api_shape = moment.strftime("%Y-%m-%dT%H:%M:%S") + (moment.strftime(".%f") if with_fraction else "") + "Z"
+    other = moment.strftime("%Y-%m-%dT%H:%M:%S") + (moment.strftime(".%f") if with_fraction else "") + "+00:00"
+    assert parse_timestamp(api_shape) == pytest.approx(parse_timestamp(other), abs=1e-6)
+    expected = moment.replace(tzinfo=timezone.utc)
+    if not with_fraction:
+        expected = expected.replace(microsecond=0)
+    assert parse_timestamp(api_shape) == pytest.approx(expected.timestamp(), abs=1e-6)
