@@ -14,11 +14,10 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, disable_created_metrics
 
 from . import __version__
-from .client import SeekrFlowClient
 from .config import ApiConfig, Config, ConfigError, load_config
 from .log import LEVELS, setup_logging
-from .scrape import JobPoller
-from .web import MetricsEndpoint, make_app, parse_listen_address, serve
+from .runtime import Runtime
+from .web import make_app, parse_listen_address, serve
 
 log = logging.getLogger("seekrflow_exporter")
 
@@ -66,8 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as err:
             log.error("invalid configuration", extra={"fields": {"file": args.config_file, "err": str(err)}})
             return 1
+    load = None if args.demo else (lambda: load_config(args.config_file))
     try:
-        return _run(config, listen, demo=simulator is not None)
+        return _run(config, load, listen, demo=simulator is not None)
     finally:
         if simulator is not None:
             simulator.stop()
@@ -96,7 +96,7 @@ def _start_demo():
     return simulator, config
 
 
-def _run(config: Config, listen: str, demo: bool) -> int:
+def _run(config: Config, load, listen: str, demo: bool) -> int:
     # Prometheus asks for OpenMetrics, which would otherwise add a *_created series to the counter.
     disable_created_metrics()
     own_metrics = CollectorRegistry(auto_describe=True)
@@ -107,19 +107,19 @@ def _run(config: Config, listen: str, demo: bool) -> int:
     requests_total = Counter("seekrflow_exporter_api_requests", "Requests sent to the SeekrFlow API, by endpoint and outcome.",
                              ["endpoint", "code"], registry=own_metrics)
 
-    client = SeekrFlowClient(config.api, requests_total)
-    poller = JobPoller(config.jobs, client, config.scrape, config.api.max_concurrency, config.api.request_timeout)
-    endpoint = MetricsEndpoint(poller, config.metrics, config.scrape.timeout, own_metrics)
+    runtime = Runtime(config, own_metrics, requests_total, load)
     try:
-        server = serve(make_app(endpoint, poller.job_count), listen)
+        server = serve(make_app(runtime), listen)
     except OSError as err:
         log.error("cannot listen", extra={"fields": {"address": listen, "err": err.strerror}})
-        poller.close()
+        runtime.close()
         return 1
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Signal handlers only note what was asked; the work happens in this thread, outside them.
+    wake, stop, reload = threading.Event(), threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: (stop.set(), wake.set()))
+    signal.signal(signal.SIGINT, lambda *_: (stop.set(), wake.set()))
+    signal.signal(signal.SIGHUP, lambda *_: (reload.set(), wake.set()))
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     host, port = server.server_address[:2]
@@ -129,11 +129,16 @@ def _run(config: Config, listen: str, demo: bool) -> int:
         "version": __version__}})
     if demo:
         print(f"Exporter metrics: http://{shown_host}:{port}/metrics  (Ctrl-C to stop)", flush=True)
-    stop.wait()
+    while not stop.is_set():
+        wake.wait()
+        wake.clear()
+        if reload.is_set() and not stop.is_set():
+            reload.clear()
+            runtime.reload()
     log.info("shutting down")
     server.shutdown()
     server.server_close()
-    poller.close()
+    runtime.close()
     return 0
 
 

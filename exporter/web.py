@@ -74,7 +74,9 @@ class MetricsEndpoint:
         return families + [up, duration, timeout] + list(self._own_metrics.collect())
 
 
-def make_app(endpoint: MetricsEndpoint, job_count: int) -> Callable:
+def make_app(runtime) -> Callable:
+    """``runtime`` gives the current ``endpoint`` and ``config`` and can ``reload()`` (runtime.py)."""
+
     def app(environ, start_response):
         try:
             return route(environ, start_response)
@@ -85,16 +87,27 @@ def make_app(endpoint: MetricsEndpoint, job_count: int) -> Callable:
     def route(environ, start_response):
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            return _metrics(endpoint, environ, start_response)
+            return _metrics(runtime.endpoint, environ, start_response)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy\n")
         if path == "/-/ready":
             return _text(start_response, "200 OK", "Ready\n")
+        if path == "/-/reload":
+            return _reload(runtime, environ, start_response)
         if path == "/":
-            return _text(start_response, "200 OK", _landing_page(job_count), "text/html; charset=utf-8")
+            return _text(start_response, "200 OK", _landing_page(len(runtime.config.jobs)), "text/html; charset=utf-8")
         return _text(start_response, "404 Not Found", "Not found\n")
 
     return app
+
+
+def _reload(runtime, environ, start_response):
+    if environ.get("REQUEST_METHOD") not in ("POST", "PUT"):
+        return _text(start_response, "405 Method Not Allowed", "Only POST or PUT requests allowed\n")
+    error = runtime.reload()
+    if error is not None:
+        return _text(start_response, "500 Internal Server Error", f"failed to reload config: {error}\n")
+    return _text(start_response, "200 OK", "Reloaded\n")
 
 
 def _metrics(endpoint: MetricsEndpoint, environ, start_response):

@@ -4,6 +4,7 @@ import gzip
 import platform
 import json
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from exporter import __version__
 from exporter.simulator import SimulatedWorld, SimulatorServer
@@ -274,3 +276,38 @@ def test_fetch_budget_follows_the_prometheus_header(simulator):
     assert value(with_header, "seekrflow_exporter_scrape_timeout_seconds") == 9.5
     assert value(without, "seekrflow_exporter_scrape_timeout_seconds") == 20
     assert value(garbled, "seekrflow_exporter_scrape_timeout_seconds") == 20
+
+
+def test_reload_swaps_in_a_good_file_and_keeps_running_on_a_bad_one(simulator, tmp_path):
+    key_file = tmp_path / "api-key"
+    key_file.write_text("sk-old-wrong-key-1234567890")
+    config = config_for(simulator, ["ij-done"], api={"api_key_file": str(key_file)})
+    with ExporterProcess(config, api_key=None) as exporter:
+        before = parse_exposition(exporter.scrape().text)
+        assert value(before, "seekrflow_up") == 0
+
+        # A new job list and a new key, picked up by POST /-/reload.
+        key_file.write_text(KEY)
+        exporter.config_path.write_text(yaml.safe_dump(config_for(
+            simulator, ["ij-done", "ij-odd"], api={"api_key_file": str(key_file)})))
+        reloaded = requests.post(exporter.url + "/-/reload", timeout=10)
+        assert (reloaded.status_code, reloaded.text) == (200, "Reloaded\n")
+        after = parse_exposition(exporter.scrape().text)
+        assert value(after, "seekrflow_up") == 1
+        assert {dict(k)["job_id"] for k in series(after, P + "job_scrape_success")} == {"ij-done", "ij-odd"}
+        assert value(after, "seekrflow_exporter_config_last_reload_successful") == 1
+
+        # A broken file by SIGHUP: the running configuration stays, the failure shows.
+        exporter.config_path.write_text(yaml.safe_dump({"jobs": ["ij-done", "ij-done"]}))
+        exporter.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: value(parse_exposition(exporter.scrape().text),
+                                 "seekrflow_exporter_config_last_reload_successful") == 0, what="a failed reload")
+        kept = parse_exposition(exporter.scrape().text)
+        assert value(kept, P + "job_scrape_success", job_id="ij-odd") == 1
+        refused = requests.post(exporter.url + "/-/reload", timeout=10)
+        assert refused.status_code == 500
+        assert refused.text == "failed to reload config: jobs[1]: duplicate job ID 'ij-done'\n"
+        assert requests.get(exporter.url + "/-/reload", timeout=10).status_code == 405
+    failures = [line for line in exporter.log.splitlines() if "reload failed" in line]
+    assert len(failures) == 2 and all("jobs[1]: duplicate job ID 'ij-done'" in line for line in failures)
+    assert KEY not in exporter.log and "sk-old-wrong-key" not in exporter.log

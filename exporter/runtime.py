@@ -1,0 +1,83 @@
+"""What one configuration builds (client, poller, /metrics endpoint), and its swap on reload.
+
+A reload (SIGHUP or POST /-/reload) reads the file again; a bad file leaves the running
+configuration in place, says why in one log line and sets
+``seekrflow_exporter_config_last_reload_successful`` to 0, as Prometheus itself does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from .client import SeekrFlowClient
+from .config import Config, ConfigError
+from .scrape import JobPoller
+from .web import MetricsEndpoint
+
+log = logging.getLogger("seekrflow_exporter.runtime")
+
+
+@dataclass(frozen=True)
+class _Built:
+    config: Config
+    poller: JobPoller
+    endpoint: MetricsEndpoint
+
+
+class Runtime:
+    def __init__(self, config: Config, own_metrics: CollectorRegistry, requests_total: Counter,
+                 load: Callable[[], Config] | None):
+        """``load`` re-reads the configuration; None when there is nothing to re-read (--demo)."""
+        self._own_metrics = own_metrics
+        self._requests_total = requests_total
+        self._load = load
+        self._lock = threading.Lock()
+        self._reload_ok = Gauge("seekrflow_exporter_config_last_reload_successful",
+                                "1 when the last configuration reload succeeded, else 0.", registry=own_metrics)
+        self._reload_time = Gauge("seekrflow_exporter_config_last_reload_success_timestamp_seconds",
+                                  "When the configuration was last loaded successfully, as Unix seconds.",
+                                  registry=own_metrics)
+        self._current = self._build(config)
+        self._reload_ok.set(1)
+        self._reload_time.set(time.time())
+
+    @property
+    def endpoint(self) -> MetricsEndpoint:
+        return self._current.endpoint
+
+    @property
+    def config(self) -> Config:
+        return self._current.config
+
+    def reload(self) -> str | None:
+        """Load the file again and swap it in; the one-line reason if it could not be."""
+        if self._load is None:
+            return "nothing to reload: the demo's configuration is built in"
+        with self._lock:
+            try:
+                config = self._load()
+            except ConfigError as err:
+                self._reload_ok.set(0)
+                log.error("reload failed, keeping the running configuration", extra={"fields": {"err": str(err)}})
+                return str(err)
+            old, self._current = self._current, self._build(config)
+            old.poller.close()
+            self._reload_ok.set(1)
+            self._reload_time.set(time.time())
+        log.info("configuration reloaded", extra={"fields": {"jobs": len(config.jobs)}})
+        return None
+
+    def close(self) -> None:
+        self._current.poller.close()
+
+    def _build(self, config: Config) -> _Built:
+        client = SeekrFlowClient(config.api, self._requests_total)
+        poller = JobPoller(config.jobs, client, config.scrape, config.api.max_concurrency, config.api.request_timeout)
+        endpoint = MetricsEndpoint(poller, config.metrics, config.scrape.timeout, self._own_metrics)
+        return _Built(config, poller, endpoint)
