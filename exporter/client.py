@@ -1,4 +1,4 @@
-"""HTTP client for the SeekrFlow ingestion API: one GET per job, every outcome classified.
+"""HTTP client for the SeekrFlow ingestion API: one GET per job (or the job list), every outcome classified.
 
 The client never raises for a bad answer: it returns a ``FetchResult`` whose ``reason`` is a short,
 bounded code (fit for a label) and whose ``detail`` is a human sentence for the log. Neither ever
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
@@ -38,6 +39,15 @@ class FetchResult:
     retry_after: float | None = None
 
 
+@dataclass(frozen=True)
+class ListResult:
+    """The job list: the jobs that parsed, the reason of each listed job that did not, or a failure."""
+
+    jobs: tuple[IngestionJob, ...] = ()
+    invalid: dict[str, str] = field(default_factory=dict)
+    failure: FetchResult | None = None
+
+
 class SeekrFlowClient:
     def __init__(self, api: ApiConfig, requests_total: Counter, session: requests.Session | None = None):
         self._api = api
@@ -60,17 +70,26 @@ class SeekrFlowClient:
 
     def fetch_job(self, job_id: str, timeout: float) -> FetchResult:
         """GET one job, taking at most about ``timeout`` seconds; every failure becomes a result."""
+        return self._call(self.job_url(job_id), self._api.path_template, job_id, timeout,
+                          lambda payload, status: FetchResult(job_id, parse_job(payload), http_status=status))
+
+    def list_jobs(self, timeout: float) -> ListResult:
+        """GET every job of the caller in one answer (the API has no paging)."""
+        outcome = self._call(self._api.base_url + self._api.list_path, self._api.list_path, "", timeout,
+                             lambda payload, status: _parse_list(payload))
+        return outcome if isinstance(outcome, ListResult) else ListResult(failure=outcome)
+
+    def _call(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any]):
         try:
-            return self._fetch(job_id, timeout)
+            return self._get(url, endpoint, job_id, timeout, parse)
         except Exception as err:  # noqa: BLE001 - whatever the API sends, only this job may fail
-            return self._failed(job_id, self._api.path_template, "internal_error",
+            return self._failed(job_id, endpoint, "internal_error",
                                 f"unexpected {type(err).__name__} while fetching", code="internal_error")
 
-    def _fetch(self, job_id: str, timeout: float) -> FetchResult:
-        endpoint = self._api.path_template
+    def _get(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any]):
         give_up_at = time.monotonic() + timeout
         try:
-            response = self._session.get(self.job_url(job_id), timeout=max(timeout, 0.001), stream=True)
+            response = self._session.get(url, timeout=max(timeout, 0.001), stream=True)
         except requests.Timeout:
             return self._failed(job_id, endpoint, "timeout", f"no answer within {timeout:.1f}s")
         except requests.RequestException as err:
@@ -99,11 +118,11 @@ class SeekrFlowClient:
         except (ValueError, RecursionError):
             return self._failed(job_id, endpoint, "invalid_json", "HTTP 200 with a body that is not JSON", status)
         try:
-            job = parse_job(payload)
+            parsed = parse(payload, status)
         except InvalidResponse as err:
             return self._failed(job_id, endpoint, "invalid_schema", f"HTTP 200 with an unusable body: {err}", status)
         self._requests_total.labels(endpoint, "200").inc()
-        return FetchResult(job_id, job, http_status=status)
+        return parsed
 
     def _failed(self, job_id: str, endpoint: str, reason: str, detail: str, http_status: int | None = None,
                 code: str | None = None) -> FetchResult:
@@ -114,6 +133,21 @@ class SeekrFlowClient:
 
     def close(self) -> None:
         self._session.close()
+
+
+def _parse_list(payload: Any) -> ListResult:
+    """One bad job in the list fails that job, not the list."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+        raise InvalidResponse('expected {"object": "list", "data": [...]}')
+    jobs, invalid = [], {}
+    for item in payload["data"]:
+        try:
+            jobs.append(parse_job(item))
+        except InvalidResponse as err:
+            job_id = item.get("id") if isinstance(item, dict) else None
+            if isinstance(job_id, str) and job_id:
+                invalid[job_id] = f"listed with an unusable body: {err}"
+    return ListResult(tuple(jobs), invalid)
 
 
 class _BodyTooLarge(Exception):

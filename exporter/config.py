@@ -17,10 +17,15 @@ import yaml
 
 DEFAULT_BASE_URL = "https://flow.seekr.com"
 
-# Path templates of the two "get one ingestion job" endpoints, keyed by the config value.
+# Path templates of the two "get one ingestion job" endpoints, keyed by the config value, and of
+# the list endpoint of the same generation (every job of the caller, no paging).
 ENDPOINTS = {
     "alignment": "/v1/flow/alignment/ingestion/{id}",
     "ingestion": "/v1/flow/ingestion/{id}",
+}
+LIST_ENDPOINTS = {
+    "alignment": "/v1/flow/alignment/ingestion",
+    "ingestion": "/v1/flow/ingestion",
 }
 
 DEFAULT_PROCESSING_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -56,6 +61,10 @@ class ApiConfig:
     def path_template(self) -> str:
         return ENDPOINTS[self.endpoint]
 
+    @property
+    def list_path(self) -> str:
+        return LIST_ENDPOINTS[self.endpoint]
+
 
 @dataclass(frozen=True)
 class ScrapeConfig:
@@ -76,11 +85,19 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool = False
+    interval: float = 300.0
+    max_age: float = 7 * 86400.0
+
+
+@dataclass(frozen=True)
 class Config:
     jobs: tuple[str, ...]
     api: ApiConfig = ApiConfig()
     scrape: ScrapeConfig = ScrapeConfig()
     metrics: MetricsConfig = MetricsConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
 
 
 def parse_duration(text: Any, path: str) -> float:
@@ -116,12 +133,14 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
 
 
 def build_config(raw: Any, environ: Mapping[str, str]) -> Config:
-    root = _section(raw, "", {"api", "scrape", "metrics", "jobs"})
+    root = _section(raw, "", {"api", "scrape", "metrics", "discovery", "jobs"})
+    discovery = _discovery(root.get("discovery"))
     return Config(
-        jobs=_jobs(root.get("jobs")),
+        jobs=_jobs(root.get("jobs"), required=not discovery.enabled),
         api=_api(root.get("api"), environ),
         scrape=_scrape(root.get("scrape")),
         metrics=_metrics(root.get("metrics")),
+        discovery=discovery,
     )
 
 
@@ -212,10 +231,24 @@ def _metrics(raw: Any) -> MetricsConfig:
     )
 
 
-def _jobs(raw: Any) -> tuple[str, ...]:
+def _discovery(raw: Any) -> DiscoveryConfig:
+    section = _section(raw, "discovery", {"enabled", "interval", "max_age"})
+    enabled = section.get("enabled", DiscoveryConfig.enabled)
+    if not isinstance(enabled, bool):
+        raise ConfigError("discovery.enabled", f"must be true or false, got {_show(enabled)}")
+    return DiscoveryConfig(
+        enabled=enabled,
+        interval=_duration(section, "discovery.interval", DiscoveryConfig.interval),
+        max_age=_positive_duration(section, "discovery.max_age", DiscoveryConfig.max_age),
+    )
+
+
+def _jobs(raw: Any, required: bool) -> tuple[str, ...]:
+    if raw is None and not required:
+        return ()
     if raw is None:
-        raise ConfigError("jobs", "is required: list the ingestion job IDs to export")
-    if not isinstance(raw, list) or not raw:
+        raise ConfigError("jobs", "is required: list the ingestion job IDs to export, or turn on discovery.enabled")
+    if not isinstance(raw, list) or (required and not raw):
         raise ConfigError("jobs", f"must be a non-empty list of ingestion job IDs, got {_show(raw)}")
     seen: set[str] = set()
     for index, job_id in enumerate(raw):

@@ -78,6 +78,7 @@ class Runtime:
 
     def _build(self, config: Config) -> _Built:
         client = SeekrFlowClient(config.api, self._requests_total)
-        poller = JobPoller(config.jobs, client, config.scrape, config.api.max_concurrency, config.api.request_timeout)
+        poller = JobPoller(config.jobs, client, config.scrape, config.api.max_concurrency, config.api.request_timeout,
+                           discovery=config.discovery)
         endpoint = MetricsEndpoint(poller, config.metrics, config.scrape.timeout, self._own_metrics)
         return _Built(config, poller, endpoint)

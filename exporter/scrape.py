@@ -6,6 +6,8 @@
   ``finished_job_refresh``, so in the steady state a scrape costs one request per unfinished job.
 - A failed fetch keeps the job's last good data for ``serve_stale_for``, marked not fresh.
 - A 429 or 503 with Retry-After is honoured: the job is not asked again before then.
+- With discovery on, the job list is read every ``discovery.interval`` alongside the jobs due; it
+  adds the jobs it finds (see discovery.py) and serves as their data for that round.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .client import FetchResult, SeekrFlowClient
-from .config import ScrapeConfig
+from .client import FetchResult, ListResult, SeekrFlowClient
+from .config import DiscoveryConfig, ScrapeConfig
+from .discovery import watched_jobs
 from .model import IngestionJob, JobSnapshot
 
 log = logging.getLogger("seekrflow_exporter.scrape")
@@ -29,10 +32,17 @@ MAX_RETRY_AFTER = 600.0
 
 
 @dataclass(frozen=True)
+class DiscoveryStatus:
+    ok: bool | None  # None until the list was first read
+    job_count: int
+
+
+@dataclass(frozen=True)
 class ScrapeResult:
     snapshots: tuple[JobSnapshot, ...]
     # Whether the API answered with the key accepted; None until anything was asked.
     api_up: bool | None
+    discovery: DiscoveryStatus | None = None
 
 
 @dataclass
@@ -49,23 +59,31 @@ class JobPoller:
     def __init__(self, job_ids: Sequence[str], client: SeekrFlowClient, settings: ScrapeConfig,
                  max_concurrency: int, request_timeout: float,
                  wall_clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic):
-        self._job_ids = tuple(job_ids)
+                 monotonic: Callable[[], float] = time.monotonic,
+                 discovery: DiscoveryConfig | None = None):
+        self._configured = tuple(job_ids)
+        self._discovery = discovery if discovery is not None and discovery.enabled else None
+        self._discovered: tuple[str, ...] = ()
+        self._listed_at: float | None = None
+        self._list_in_flight: Future | None = None
+        self._discovery_ok: bool | None = None
         self._client = client
         self._settings = settings
         self._request_timeout = request_timeout
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._pool = _FetchPool(max_concurrency)
-        self._states = {job_id: _JobState() for job_id in self._job_ids}
+        self._states = {job_id: _JobState() for job_id in self._configured}
         self._refresh_lock = threading.Lock()
         self._refreshed_at: float | None = None
         self._api_up: bool | None = None
-        self._result = ScrapeResult(tuple(JobSnapshot(j, None, False) for j in self._job_ids), None)
+        self._result = ScrapeResult(tuple(JobSnapshot(j, None, False) for j in self._configured), None)
 
     @property
-    def job_count(self) -> int:
-        return len(self._job_ids)
+    def job_ids(self) -> tuple[str, ...]:
+        """The configured jobs, then the discovered ones not configured."""
+        configured = set(self._configured)
+        return self._configured + tuple(j for j in self._discovered if j not in configured)
 
     def scrape(self, deadline: float) -> ScrapeResult:
         """The freshest result obtainable by ``deadline`` (a ``monotonic`` time)."""
@@ -87,7 +105,8 @@ class JobPoller:
     def _refresh(self, deadline: float) -> None:
         now = self._monotonic()
         late_answers, key_accepted = self._collect_late_answers()
-        due = [job_id for job_id in self._job_ids if self._is_due(self._states[job_id], now)]
+        listing = self._start_listing(now)
+        due = [job_id for job_id in self.job_ids if self._is_due(self._states[job_id], now)]
         # Oldest data first: when the pool cannot serve every job before the deadline, the jobs
         # left out this time are served first next time, so none goes dark for good.
         due.sort(key=lambda job_id: self._states[job_id].last_success_mono or float("-inf"))
@@ -97,7 +116,15 @@ class JobPoller:
             if state.in_flight is None:
                 state.in_flight = self._pool.submit(self._fetch, job_id)
             submitted[state.in_flight] = job_id
-        done, _ = wait(submitted, timeout=max(deadline - self._monotonic(), 0.0))
+        done, _ = wait(list(submitted) + ([listing] if listing else []),
+                       timeout=max(deadline - self._monotonic(), 0.0))
+        if listing is not None and listing in done:
+            # The list goes first: the jobs' own answers this round are at least as new.
+            self._list_in_flight = None
+            late_answers += 1
+            listed = listing.result()
+            key_accepted = key_accepted or listed.failure is None or _key_accepted(listed.failure)
+            self._accept_list(listed)
         for future, job_id in submitted.items():
             if future in done:
                 self._states[job_id].in_flight = None
@@ -111,7 +138,44 @@ class JobPoller:
         if submitted or late_answers:
             self._api_up = key_accepted
         now = self._monotonic()
-        self._result = ScrapeResult(tuple(self._snapshot(j, now) for j in self._job_ids), self._api_up)
+        discovery = None if self._discovery is None else DiscoveryStatus(self._discovery_ok, len(self._discovered))
+        self._result = ScrapeResult(tuple(self._snapshot(j, now) for j in self.job_ids), self._api_up, discovery)
+
+    def _start_listing(self, now: float) -> Future | None:
+        """The job-list request of this round, if discovery is on and the list is due."""
+        if self._discovery is None:
+            return None
+        if self._list_in_flight is None:
+            if self._listed_at is not None and now - self._listed_at < self._discovery.interval:
+                return None
+            self._list_in_flight = self._pool.submit(self._client.list_jobs, self._request_timeout)
+        return self._list_in_flight
+
+    def _accept_list(self, listed: ListResult) -> None:
+        if listed.failure is not None:
+            if self._discovery_ok is not False:
+                log.warning("job list failed", extra={"fields": {
+                    "reason": listed.failure.reason, "detail": listed.failure.detail}})
+            self._discovery_ok = False
+            return  # keep the jobs found before; ask again next round
+        self._discovery_ok, self._listed_at = True, self._monotonic()
+        jobs, invalid = watched_jobs(listed, self._wall_clock(), self._discovery.max_age)
+        previous = set(self._discovered)
+        self._discovered = tuple(sorted({job.id for job in jobs} | set(invalid)))
+        for job in jobs:
+            self._state(job.id)
+            self._apply(job.id, FetchResult(job.id, job, http_status=200))
+        for job_id, detail in invalid.items():
+            self._state(job_id)
+            self._apply(job_id, FetchResult(job_id, None, "invalid_schema", detail, 200))
+        watched = set(self.job_ids)
+        for job_id in previous - watched:
+            del self._states[job_id]
+        if set(self._discovered) != previous:
+            log.info("job list read", extra={"fields": {"discovered": len(self._discovered)}})
+
+    def _state(self, job_id: str) -> _JobState:
+        return self._states.setdefault(job_id, _JobState())
 
     def _fetch(self, job_id: str) -> FetchResult:
         # The request gets its full time even past the scrape's deadline: a slow API then still

@@ -18,7 +18,7 @@ from prometheus_client.exposition import choose_encoder
 from . import __version__
 from .config import MetricsConfig
 from .metrics import build_job_families
-from .scrape import JobPoller
+from .scrape import DiscoveryStatus, JobPoller
 
 log = logging.getLogger("seekrflow_exporter.web")
 
@@ -71,7 +71,24 @@ class MetricsEndpoint:
         timeout = GaugeMetricFamily("seekrflow_exporter_scrape_timeout_seconds",
                                     "Time this scrape allowed itself for fetching the jobs.")
         timeout.add_metric([], budget)
-        return families + [up, duration, timeout] + list(self._own_metrics.collect())
+        families += [up, duration, timeout]
+        if result.discovery is not None:
+            families += _discovery_families(result.discovery)
+        return families + list(self._own_metrics.collect())
+
+    @property
+    def job_count(self) -> int:
+        return len(self._poller.job_ids)
+
+
+def _discovery_families(status: DiscoveryStatus) -> list[Metric]:
+    success = GaugeMetricFamily("seekrflow_exporter_discovery_success",
+                                "1 when the latest read of the job list succeeded, else 0.")
+    success.add_metric([], 1.0 if status.ok else 0.0)
+    found = GaugeMetricFamily("seekrflow_exporter_discovered_jobs",
+                              "Jobs taken from the job list: unfinished, or settled within discovery.max_age.")
+    found.add_metric([], float(status.job_count))
+    return [success, found]
 
 
 def make_app(runtime) -> Callable:
@@ -95,7 +112,7 @@ def make_app(runtime) -> Callable:
         if path == "/-/reload":
             return _reload(runtime, environ, start_response)
         if path == "/":
-            return _text(start_response, "200 OK", _landing_page(len(runtime.config.jobs)), "text/html; charset=utf-8")
+            return _text(start_response, "200 OK", _landing_page(runtime.endpoint.job_count), "text/html; charset=utf-8")
         return _text(start_response, "404 Not Found", "Not found\n")
 
     return app

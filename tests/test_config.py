@@ -22,6 +22,14 @@ def test_minimal_config_and_defaults():
     assert config.metrics.per_file is True
 
 
+def test_discovery_makes_the_job_list_optional():
+    config = build_config({"discovery": {"enabled": True, "interval": "1m", "max_age": "2d"}}, ENV)
+    assert config.jobs == ()
+    assert (config.discovery.enabled, config.discovery.interval, config.discovery.max_age) == (True, 60, 172800)
+    assert config.api.list_path == "/v1/flow/alignment/ingestion"
+    assert build_config({"discovery": {"enabled": True}, "jobs": []}, ENV).jobs == ()
+
+
 def test_environment_fills_base_url_team_and_key():
     env = dict(ENV, SEEKR_BASE_URL="https://flow.example.test/", SEEKR_TEAM_ID="team-9")
     config = build_config({"jobs": ["ij-1"], "api": {"endpoint": "ingestion"}}, env)
@@ -50,10 +58,13 @@ def test_durations(text, seconds):
 
 
 MISTAKES = [
-    ({"jobs": ["ij-1"], "bogus": 1}, "bogus: unknown key (allowed: api, jobs, metrics, scrape)"),
+    ({"jobs": ["ij-1"], "bogus": 1}, "bogus: unknown key (allowed: api, discovery, jobs, metrics, scrape)"),
     ({"jobs": ["ij-1"], "api": {"base_urll": "x"}},
      "api.base_urll: unknown key (allowed: api_key_file, base_url, endpoint, max_concurrency, team_id, timeout)"),
-    ({"api": {}}, "jobs: is required: list the ingestion job IDs to export"),
+    ({"api": {}}, "jobs: is required: list the ingestion job IDs to export, or turn on discovery.enabled"),
+    ({"jobs": ["ij-1"], "discovery": {"enabled": "yes"}}, "discovery.enabled: must be true or false, got 'yes'"),
+    ({"jobs": ["ij-1"], "discovery": {"max_age": "0s"}}, "discovery.max_age: must be longer than 0s"),
+    ({"discovery": {"enabled": True}, "jobs": "ij-1"}, "jobs: must be a non-empty list of ingestion job IDs, got 'ij-1'"),
     ({"jobs": []}, "jobs: must be a non-empty list of ingestion job IDs, got []"),
     ({"jobs": "ij-1"}, "jobs: must be a non-empty list of ingestion job IDs, got 'ij-1'"),
     ({"jobs": ["ij-1", ""]}, "jobs[1]: must be a non-empty job ID string, got ''"),

@@ -311,3 +311,18 @@ def test_reload_swaps_in_a_good_file_and_keeps_running_on_a_bad_one(simulator, t
     failures = [line for line in exporter.log.splitlines() if "reload failed" in line]
     assert len(failures) == 2 and all("jobs[1]: duplicate job ID 'ij-done'" in line for line in failures)
     assert KEY not in exporter.log and "sk-old-wrong-key" not in exporter.log
+
+
+def test_discovery_exports_the_jobs_the_key_can_see(simulator):
+    config = {"api": {"base_url": simulator.url, "endpoint": "ingestion"}, "discovery": {"enabled": True}}
+    with ExporterProcess(config, KEY) as exporter:
+        got = parse_exposition(exporter.scrape().text)
+        landing = requests.get(exporter.url + "/", timeout=5).text
+    # The list holds the simulated jobs and the fixtures; ij-done finished long ago (past max_age).
+    expected = set(simulator.world.job_ids()) | {"ij-running", "ij-odd"}
+    assert {dict(k)["job_id"] for k in series(got, P + "job_scrape_success")} == expected
+    assert value(got, "seekrflow_exporter_discovery_success") == 1
+    assert value(got, "seekrflow_exporter_discovered_jobs") == len(expected)
+    assert value(got, "seekrflow_exporter_api_requests_total", endpoint="/v1/flow/ingestion", code="200") == 1
+    assert simulator.requests == {"/v1/flow/ingestion": 1}
+    assert f"Exporting {len(expected)} ingestion jobs" in landing

@@ -29,7 +29,8 @@ def served() -> dict[str, tuple[str, set[str]]]:
     body = json.loads((FIXTURES / "job_running.json").read_text())
     world = SimulatedWorld(jobs=1, files_per_job=4, seed=5, started_at=time.time())
     with SimulatorServer(world, KEY, fixtures={"ij-running": body}) as simulator:
-        config = {"api": {"base_url": simulator.url}, "jobs": ["ij-running", "ij-missing"]}
+        config = {"api": {"base_url": simulator.url}, "jobs": ["ij-running", "ij-missing"],
+                  "discovery": {"enabled": True}}
         with ExporterProcess(config, KEY) as exporter:
             text = requests.get(exporter.url + "/metrics", timeout=10,
                                 headers={"Accept": "application/openmetrics-text; version=1.0.0"}).text

@@ -8,8 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter.client import SeekrFlowClient
-from exporter.config import ApiConfig, ScrapeConfig
-from exporter.scrape import JobPoller
+from exporter.config import ApiConfig, DiscoveryConfig, ScrapeConfig
+from exporter.scrape import DiscoveryStatus, JobPoller
 from exporter.simulator import SimulatedWorld, SimulatorServer
 from harness import wait_until
 
@@ -128,5 +128,72 @@ def test_an_oversubscribed_pool_serves_every_job_in_turn(simulator):
                 break
         assert seen_fresh == {"ij-running", "ij-done"}
         assert {"ij-a", "ij-b"} <= set(simulator.job_requests)
+    finally:
+        poller.close()
+
+
+def discovery_simulator(extra_fixtures=None):
+    """Two fixture jobs from January (one running, one long finished) and three young simulated jobs."""
+    bodies = {}
+    for name in ("job_running.json", "job_completed.json"):
+        body = json.loads((FIXTURES / name).read_text())
+        bodies[body["id"]] = body
+    bodies.update(extra_fixtures or {})
+    world = SimulatedWorld(jobs=3, files_per_job=4, seed=2, started_at=time.time(), staggered=False)
+    server = SimulatorServer(world, KEY, fixtures=bodies)
+    server.start("127.0.0.1", 0)
+    return server
+
+
+def discovering_poller(simulator, clock, jobs=(), **scrape):
+    api = ApiConfig(base_url=simulator.url, api_key=KEY)
+    counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
+    return JobPoller(jobs, SeekrFlowClient(api, counter), ScrapeConfig(**scrape), 4, 5.0, monotonic=clock,
+                     discovery=DiscoveryConfig(enabled=True, interval=300.0, max_age=7 * 86400.0))
+
+
+def test_discovery_watches_unfinished_and_recent_jobs_from_one_list_read():
+    simulator = discovery_simulator()
+    clock = Clock()
+    poller = discovering_poller(simulator, clock, cache_ttl=0.0)
+    try:
+        result = poller.scrape(clock() + 5)
+        world_ids = set(simulator.world.job_ids())
+        # ij-done finished in January: older than max_age, so left out; ij-running is unfinished.
+        assert {s.job_id for s in result.snapshots} == world_ids | {"ij-running"}
+        assert all(s.fresh for s in result.snapshots)
+        assert result.discovery == DiscoveryStatus(True, 4)
+        assert simulator.requests == {"/v1/flow/alignment/ingestion": 1}
+
+        # Within the interval the list is not read again; the unfinished jobs are read one by one.
+        clock.now += 10
+        poller.scrape(clock() + 5)
+        assert simulator.requests["/v1/flow/alignment/ingestion"] == 1
+        assert simulator.job_requests["ij-running"] == 1
+
+        clock.now += 300
+        poller.scrape(clock() + 5)
+        assert simulator.requests["/v1/flow/alignment/ingestion"] == 2
+    finally:
+        poller.close()
+        simulator.stop()
+
+
+def test_a_broken_listed_job_fails_alone_and_a_failed_list_keeps_what_was_found():
+    broken = json.loads((FIXTURES / "job_unknown_status.json").read_text())
+    broken.update(id="ij-broken", status="running", created_at="not a time")
+    simulator = discovery_simulator({"ij-broken": broken})
+    clock = Clock()
+    poller = discovering_poller(simulator, clock, jobs=["ij-done"], cache_ttl=0.0)
+    try:
+        snapshots = {s.job_id: s for s in poller.scrape(clock() + 5).snapshots}
+        assert snapshots["ij-broken"].error == "invalid_schema"
+        assert snapshots["ij-running"].fresh and snapshots["ij-done"].fresh  # configured jobs always stay
+        simulator.stop()
+        clock.now += 301
+        result = poller.scrape(clock() + 5)
+        assert result.discovery.ok is False
+        assert {s.job_id for s in result.snapshots} == set(snapshots)
+        assert result.api_up is False
     finally:
         poller.close()
