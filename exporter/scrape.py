@@ -104,7 +104,7 @@ class JobPoller:
 
     def _refresh(self, deadline: float) -> None:
         now = self._monotonic()
-        late_answers, key_accepted = self._collect_late_answers()
+        answered, key_accepted = self._collect_late_answers()
         listing = self._start_listing(now)
         due = [job_id for job_id in self.job_ids if self._is_due(self._states[job_id], now)]
         # Oldest data first: when the pool cannot serve every job before the deadline, the jobs
@@ -121,7 +121,7 @@ class JobPoller:
         if listing is not None and listing in done:
             # The list goes first: the jobs' own answers this round are at least as new.
             self._list_in_flight = None
-            late_answers += 1
+            answered += 1
             listed = listing.result()
             key_accepted = key_accepted or listed.failure is None or _key_accepted(listed.failure)
             self._accept_list(listed)
@@ -135,8 +135,11 @@ class JobPoller:
                     self._states[job_id].in_flight = None
                 result = FetchResult(job_id, None, "timeout", "no answer before the scrape deadline")
             self._apply(job_id, result)
-        if submitted or late_answers:
+        if submitted or answered:
             self._api_up = key_accepted
+        watched = set(self.job_ids)
+        for job_id in [j for j in self._states if j not in watched]:
+            del self._states[job_id]  # no longer listed (or too old): its series go
         now = self._monotonic()
         discovery = None if self._discovery is None else DiscoveryStatus(self._discovery_ok, len(self._discovered))
         self._result = ScrapeResult(tuple(self._snapshot(j, now) for j in self.job_ids), self._api_up, discovery)
@@ -168,9 +171,6 @@ class JobPoller:
         for job_id, detail in invalid.items():
             self._state(job_id)
             self._apply(job_id, FetchResult(job_id, None, "invalid_schema", detail, 200))
-        watched = set(self.job_ids)
-        for job_id in previous - watched:
-            del self._states[job_id]
         if set(self._discovered) != previous:
             log.info("job list read", extra={"fields": {"discovered": len(self._discovered)}})
 

@@ -197,3 +197,24 @@ def test_a_broken_listed_job_fails_alone_and_a_failed_list_keeps_what_was_found(
         assert result.api_up is False
     finally:
         poller.close()
+
+
+def test_a_settled_job_leaves_when_it_passes_max_age():
+    simulator = discovery_simulator()
+    clock, wall = Clock(), Clock()
+    wall.now = 1768487400.0 + 86400  # a day after ij-done was created
+    api = ApiConfig(base_url=simulator.url, api_key=KEY)
+    counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
+    poller = JobPoller((), SeekrFlowClient(api, counter), ScrapeConfig(cache_ttl=0.0), 4, 5.0, monotonic=clock,
+                       wall_clock=wall, discovery=DiscoveryConfig(enabled=True, interval=60.0, max_age=7 * 86400.0))
+    try:
+        assert "ij-done" in {s.job_id for s in poller.scrape(clock() + 5).snapshots}
+        wall.now += 7 * 86400
+        clock.now += 60
+        result = poller.scrape(clock() + 5)
+        assert "ij-done" not in {s.job_id for s in result.snapshots}
+        assert "ij-running" in {s.job_id for s in result.snapshots}  # unfinished: kept whatever its age
+        assert result.discovery == DiscoveryStatus(True, 4)
+    finally:
+        poller.close()
+        simulator.stop()
