@@ -99,8 +99,10 @@ class JobPoller:
             self._refresh_lock.release()
 
     def close(self) -> None:
-        self._pool.shutdown()
-        self._client.close()
+        # A scrape still refreshing (say, across a reload) finishes first; it is bounded by its deadline.
+        with self._refresh_lock:
+            self._pool.shutdown()
+            self._client.close()
 
     def _refresh(self, deadline: float) -> None:
         now = self._monotonic()
