@@ -67,9 +67,9 @@ class Runtime:
                 log.error("reload failed, keeping the running configuration", extra={"fields": {"err": str(err)}})
                 return str(err)
             old, self._current = self._current, self._build(config)
-            old.poller.close()
             self._reload_ok.set(1)
             self._reload_time.set(time.time())
+        old.poller.close()
         log.info("configuration reloaded", extra={"fields": {"jobs": len(config.jobs)}})
         return None
 
