@@ -181,6 +181,19 @@ def test_overrides_change_thresholds_and_for_durations():
     assert by_name["SeekrFlowAPIDown"]["for"] == "5m"
 
 
+
+def test_job_failed_window_sets_the_end_time_limit_and_the_description():
+    rules = yaml.safe_load(render_rules.render({"job_failed_window": "6h"}))
+    (job_failed,) = [rule for group in rules["groups"] for rule in group["rules"]
+                     if rule.get("alert") == "SeekrFlowJobFailed"]
+    assert "for" not in job_failed
+    assert "\n      < 21600\n" in job_failed["expr"]
+    assert 'seekrflow_ingestion_job_status{status="failed"} offset 6h == 1' in job_failed["expr"]
+    assert job_failed["annotations"]["description"].startswith(
+        "Ingestion job {{ $labels.job_id }} failed within the last 6h, with "
+    )
+    assert "resolves on its own 6h after the job ended" in job_failed["annotations"]["description"]
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
