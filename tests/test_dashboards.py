@@ -306,7 +306,7 @@ def live():
     now = time.time()
     world = SimulatedWorld(jobs=4, files_per_job=8, seed=5, speed=5, stalled_jobs=[0], started_at=now)
     failed_world = SimulatedWorld(jobs=1, files_per_job=3, seed=11, fail_records=3, staggered=False,
-                                  started_at=now - 7200)
+                                  started_at=now - 600)
     [failed_job] = failed_world.job_ids()
     failed_body = failed_world.job_response(failed_job, now)
     assert failed_body["status"] == "failed"
