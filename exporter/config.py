@@ -33,9 +33,12 @@ DEFAULT_QUEUE_WAIT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200)
 
 # A job ID travels as one URL path segment; anything outside this set could change the path or
 # the query, so it is refused at startup rather than escaped into something surprising.
-JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{0,199}$")
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,199}")  # always used with fullmatch
 
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_DURATION_PART = re.compile(r"(\d{1,12})(ms|s|m|h|d|w|y)")
+# Longer durations are surely typos, and beyond this the thread and lock timeouts overflow.
+MAX_DURATION = 100 * 31536000.0
+MAX_TIMEOUT = 3600.0
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
@@ -112,6 +115,8 @@ def parse_duration(text: Any, path: str) -> float:
         pos = match.end()
     if pos != len(text):
         raise ConfigError(path, f"must be a duration like 10s or 5m, got {_show(text)}")
+    if total > MAX_DURATION:
+        raise ConfigError(path, f"must be at most 100y, got {_show(text)}")
     return total
 
 
@@ -125,6 +130,8 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("", f"cannot read config file {path}: {err.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError("", f"{path} is not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError("", f"{path} is nested too deeply") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -160,7 +167,7 @@ def _api(raw: Any, environ: Mapping[str, str]) -> ApiConfig:
         endpoint=endpoint,
         api_key=_api_key(section, environ),
         team_id=_team_id(section, environ),
-        request_timeout=_positive_duration(section, "api.timeout", ApiConfig.request_timeout),
+        request_timeout=_timeout(section, "api.timeout", ApiConfig.request_timeout),
         max_concurrency=_positive_int(section, "api.max_concurrency", ApiConfig.max_concurrency, 256),
     )
 
@@ -205,7 +212,7 @@ def _team_id(section: dict, environ: Mapping[str, str]) -> str | None:
 def _scrape(raw: Any) -> ScrapeConfig:
     section = _section(raw, "scrape", {"timeout", "cache_ttl", "finished_job_refresh", "serve_stale_for"})
     return ScrapeConfig(
-        timeout=_positive_duration(section, "scrape.timeout", ScrapeConfig.timeout),
+        timeout=_timeout(section, "scrape.timeout", ScrapeConfig.timeout),
         cache_ttl=_duration(section, "scrape.cache_ttl", ScrapeConfig.cache_ttl),
         finished_job_refresh=_duration(section, "scrape.finished_job_refresh", ScrapeConfig.finished_job_refresh),
         serve_stale_for=_duration(section, "scrape.serve_stale_for", ScrapeConfig.serve_stale_for),
@@ -255,7 +262,7 @@ def _jobs(raw: Any, required: bool) -> tuple[str, ...]:
         path = f"jobs[{index}]"
         if not isinstance(job_id, str) or not job_id.strip():
             raise ConfigError(path, f"must be a non-empty job ID string, got {_show(job_id)}")
-        if not JOB_ID_PATTERN.match(job_id):
+        if not JOB_ID_PATTERN.fullmatch(job_id):
             raise ConfigError(path, f"{_show(job_id)} is not a valid job ID (letters, digits, '.', '_', '~', '-' only)")
         if job_id in seen:
             raise ConfigError(path, f"duplicate job ID {_show(job_id)}")
@@ -294,6 +301,13 @@ def _positive_duration(section: dict, path: str, default: float) -> float:
     return value
 
 
+def _timeout(section: dict, path: str, default: float) -> float:
+    value = _positive_duration(section, path, default)
+    if value > MAX_TIMEOUT:
+        raise ConfigError(path, "must be at most 1h")
+    return value
+
+
 def _positive_int(section: dict, path: str, default: int, maximum: int) -> int:
     value = section.get(path.rsplit(".", 1)[-1], default)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
@@ -308,7 +322,8 @@ def _buckets(section: dict, path: str, default: tuple[float, ...]) -> tuple[floa
     if not isinstance(value, list) or not value:
         raise ConfigError(path, f"must be a non-empty list of upper bounds in seconds, got {_show(value)}")
     for item in value:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item <= 0:
+        if (isinstance(item, bool) or not isinstance(item, (int, float)) or abs(item) > MAX_DURATION
+                or not math.isfinite(item) or item <= 0):
             raise ConfigError(path, f"bucket bounds must be positive numbers of seconds, got {_show(item)}")
     if any(b >= a for a, b in zip(value[1:], value)):
         raise ConfigError(path, "bucket bounds must be strictly increasing")

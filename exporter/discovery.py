@@ -15,6 +15,6 @@ from .model import IngestionJob
 def watched_jobs(listed: ListResult, now: float, max_age: float) -> tuple[list[IngestionJob], dict[str, str]]:
     """(jobs to watch, {job id: why its listed body is unusable}) from one read of the list."""
     jobs = [job for job in listed.jobs
-            if JOB_ID_PATTERN.match(job.id) and (not job.is_settled or now - job.created_at <= max_age)]
-    invalid = {job_id: detail for job_id, detail in listed.invalid.items() if JOB_ID_PATTERN.match(job_id)}
+            if JOB_ID_PATTERN.fullmatch(job.id) and (not job.is_settled or now - job.created_at <= max_age)]
+    invalid = {job_id: detail for job_id, detail in listed.invalid.items() if JOB_ID_PATTERN.fullmatch(job_id)}
     return jobs, invalid

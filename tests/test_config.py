@@ -186,3 +186,26 @@ def test_config_file_that_is_not_text(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert f"{path} is not UTF-8 text" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"jobs": ["ij-1"], "scrape": {"timeout": "300y"}}, "scrape.timeout: must be at most 100y, got '300y'"),
+    ({"jobs": ["ij-1"], "scrape": {"timeout": "2h"}}, "scrape.timeout: must be at most 1h"),
+    ({"jobs": ["ij-1"], "api": {"timeout": "9" * 40 + "ms"}},
+     "api.timeout: must be a duration like 10s or 5m, got '" + "9" * 40 + "ms'"),
+    ({"jobs": ["ij-1"], "metrics": {"queue_wait_buckets": [10 ** 400]}},
+     "metrics.queue_wait_buckets: bucket bounds must be positive numbers of seconds, got " + "1" + "0" * 56 + "..."),
+    ({"jobs": ["ij-1\n"]}, "jobs[0]: 'ij-1\\n' is not a valid job ID (letters, digits, '.', '_', '~', '-' only)"),
+])
+def test_values_past_any_sane_range_are_refused(raw, message):
+    with pytest.raises(ConfigError) as err:
+        build_config(raw, ENV)
+    assert str(err.value) == message
+
+
+def test_deeply_nested_yaml_is_a_config_error(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("jobs: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(str(path), ENV)
+    assert str(err.value) == f"{path} is nested too deeply"
