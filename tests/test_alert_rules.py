@@ -112,7 +112,9 @@ def test_every_alert_has_severity_annotations_and_a_runbook_section():
     assert names == [
         "SeekrFlowExporterDown",
         "SeekrFlowExporterAbsent",
+        "SeekrFlowExporterConfigReloadFailed",
         "SeekrFlowAPIDown",
+        "SeekrFlowJobDiscoveryFailing",
         "SeekrFlowJobScrapeFailing",
         "SeekrFlowJobFailed",
         "SeekrFlowFileFailures",
