@@ -529,6 +529,22 @@ def exporter_health() -> dict:
              [query(f"max by (version, python_version) (seekrflow_exporter_build_info{{{jobs}}})",
                     "{{version}} (Python {{python_version}})", instant=True)],
              "none", size=(4, 4), text_mode="name", color_mode="none"),
+        stat("Config reload", "Whether the exporter accepted its configuration file at the last reload (SIGHUP "
+             "or POST /-/reload). \"refused\": the file has a mistake, the exporter runs the configuration "
+             "it had and would not start with the file (alert SeekrFlowExporterConfigReloadFailed).",
+             [query(f"seekrflow_exporter_config_last_reload_successful{{{jobs}}}", "{{instance}}")], "none",
+             size=(8, 4), steps=thresholds((1, "green"), base="red"),
+             mappings=value_text({"0": ("refused", "red"), "1": ("ok", "green")}), color_mode="background"),
+        # Exporters without discovery.enabled have no discovery series: these two stay empty there.
+        stat("Job list", "Whether the exporter's latest read of the job list succeeded (alert "
+             "SeekrFlowJobDiscoveryFailing). Only exporters with discovery.enabled read it; empty otherwise.",
+             [query(f"seekrflow_exporter_discovery_success{{{jobs}}}", "{{instance}}")], "none",
+             size=(8, 4), steps=thresholds((1, "green"), base="red"),
+             mappings=value_text({"0": ("failing", "red"), "1": ("ok", "green")}), color_mode="background"),
+        stat("Discovered jobs", "Jobs each exporter took from the job list at its last good read: every "
+             "unfinished one and the finished ones younger than discovery.max_age. Only with "
+             "discovery.enabled; empty otherwise.",
+             [query(f"seekrflow_exporter_discovered_jobs{{{jobs}}}", "{{instance}}")], "short", size=(8, 4)),
         state_timeline("Job fetches", "Whether each selected job was fetched in each scrape.",
                        [query(f"seekrflow_ingestion_job_scrape_success{{{jobs}, {f}}}", "{{job_id}}")],
                        "none", steps=thresholds((1, "green"), base="red"),
@@ -579,8 +595,8 @@ def exporter_health() -> dict:
     scrape_job = label_variable("job", "Scrape job", "seekrflow_exporter_build_info",
                                 description="Prometheus scrape jobs that scrape a seekrflow exporter.")
     return dashboard(UID_EXPORTER_HEALTH, "SeekrFlow / Exporter health",
-                     "Is the exporter healthy: the SeekrFlow API, per-job fetches, API answers, scrape time "
-                     "against the timeout, and the exporter process.",
+                     "Is the exporter healthy: the SeekrFlow API, its configuration and job discovery, "
+                     "per-job fetches, API answers, scrape time against the timeout, and the exporter process.",
                      panels, [datasource_variable(), scrape_job, job_id_variable()], "")
 
 

@@ -301,7 +301,9 @@ def live():
 
     Besides the simulated jobs (one with a queue that never moves), the exporter watches a job that
     failed (served from a fixed answer, so its failed files and the SeekrFlowJobFailed alert are
-    there from the first scrape) and a job whose every fetch answers HTTP 500.
+    there from the first scrape) and a job whose every fetch answers HTTP 500. Discovery is on, so
+    the job-list panels have data; it adds no job, as the list holds only jobs already configured
+    (the simulated ones and the failed one; the broken job is not listed).
     """
     now = time.time()
     world = SimulatedWorld(jobs=4, files_per_job=8, seed=5, speed=5, stalled_jobs=[0], started_at=now)
@@ -315,7 +317,8 @@ def live():
 
     with SimulatorServer(world, api_key="dashboard-test-key", fixtures={failed_job: failed_body},
                          faults={broken_job: "http_500"}) as simulator, \
-            ExporterProcess({"api": {"base_url": simulator.url}, "jobs": jobs}, "dashboard-test-key") as exporter, \
+            ExporterProcess({"api": {"base_url": simulator.url}, "jobs": jobs, "discovery": {"enabled": True}},
+                            "dashboard-test-key") as exporter, \
             PrometheusServer(scrape_configs=[scrape_config("seekrflow", exporter.url)],
                              rule_files=sorted((REPO / "prometheus" / "rules").glob("*.rules.yml")),
                              extra_args=["--enable-feature=extra-scrape-metrics"]) as prometheus:
@@ -395,6 +398,14 @@ def test_variables_list_what_prometheus_scraped(live, name):
     expected = {"job_id": sorted(live.jobs), "job": ["seekrflow"]}
     assert {variable: sorted(live.label_values(v)) for variable, v in variables.items()} == {
         variable: expected[variable] for variable in variables}
+
+
+def test_discovery_adds_no_job_beyond_the_configured_ones(live):
+    # The list holds the simulated jobs and the failed one, not the broken job (faults are not listed).
+    rows = live.prometheus.wait_for('seekrflow_exporter_discovery_success{job="seekrflow"} == 1')
+    assert len(rows) == 1
+    assert live.prometheus.values('seekrflow_exporter_discovered_jobs{job="seekrflow"}', "job") == {
+        "seekrflow": len(live.jobs) - 1}
 
 
 @pytest.mark.parametrize("name", NAMES)
