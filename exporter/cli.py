@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              f"127.0.0.1:{DEFAULT_PORT} with --demo)")
     parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS),
                         help="log level (default: %(default)s)")
+    parser.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                        help="allow POST /-/reload to re-read the configuration file (SIGHUP always does)")
     parser.add_argument("--config.check", dest="config_check", action="store_true",
                         help="validate the configuration file, print the verdict and exit 0 (valid) or 1")
     parser.add_argument("--demo", action="store_true",
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     load = None if args.demo else (lambda: load_config(args.config_file))
     try:
-        return _run(config, load, listen, demo=simulator is not None)
+        return _run(config, load, listen, demo=simulator is not None, lifecycle=args.enable_lifecycle)
     finally:
         if simulator is not None:
             simulator.stop()
@@ -96,7 +98,7 @@ def _start_demo():
     return simulator, config
 
 
-def _run(config: Config, load, listen: str, demo: bool) -> int:
+def _run(config: Config, load, listen: str, demo: bool, lifecycle: bool) -> int:
     # Prometheus asks for OpenMetrics, which would otherwise add a *_created series to the counter.
     disable_created_metrics()
     own_metrics = CollectorRegistry(auto_describe=True)
@@ -109,7 +111,7 @@ def _run(config: Config, load, listen: str, demo: bool) -> int:
 
     runtime = Runtime(config, own_metrics, requests_total, load)
     try:
-        server = serve(make_app(runtime), listen)
+        server = serve(make_app(runtime, lifecycle), listen)
     except OSError as err:
         log.error("cannot listen", extra={"fields": {"address": listen, "err": err.strerror}})
         runtime.close()
@@ -134,7 +136,9 @@ def _run(config: Config, load, listen: str, demo: bool) -> int:
         wake.clear()
         if reload.is_set() and not stop.is_set():
             reload.clear()
-            runtime.reload()
+            refused = runtime.reload()
+            if refused and demo:
+                log.info("SIGHUP ignored", extra={"fields": {"reason": refused}})
     log.info("shutting down")
     server.shutdown()
     server.server_close()

@@ -20,7 +20,7 @@ from prometheus_client import Counter
 
 from . import __version__
 from .config import ApiConfig
-from .model import IngestionJob, InvalidResponse, parse_job
+from .model import IngestionJob, InvalidResponse, parse_job, parse_timestamp
 
 # Bodies above this size are refused: a real job answer is far smaller, and a runaway body must not
 # take the exporter's memory with it.
@@ -44,7 +44,8 @@ class ListResult:
     """The job list: the jobs that parsed, the reason of each listed job that did not, or a failure."""
 
     jobs: tuple[IngestionJob, ...] = ()
-    invalid: dict[str, str] = field(default_factory=dict)
+    # {job id: (why its body is unusable, its created_at if that much could be read)}
+    invalid: dict[str, tuple[str, float | None]] = field(default_factory=dict)
     failure: FetchResult | None = None
 
 
@@ -146,8 +147,15 @@ def _parse_list(payload: Any) -> ListResult:
         except InvalidResponse as err:
             job_id = item.get("id") if isinstance(item, dict) else None
             if isinstance(job_id, str) and job_id:
-                invalid[job_id] = f"listed with an unusable body: {err}"
+                invalid[job_id] = (f"listed with an unusable body: {err}", _created_at_if_readable(item))
     return ListResult(tuple(jobs), invalid)
+
+
+def _created_at_if_readable(item: dict) -> float | None:
+    try:
+        return parse_timestamp(item["created_at"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
 
 
 class _BodyTooLarge(Exception):

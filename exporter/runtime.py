@@ -1,8 +1,10 @@
 """What one configuration builds (client, poller, /metrics endpoint), and its swap on reload.
 
-A reload (SIGHUP or POST /-/reload) reads the file again; a bad file leaves the running
-configuration in place, says why in one log line and sets
-``seekrflow_exporter_config_last_reload_successful`` to 0, as Prometheus itself does.
+A reload (SIGHUP, or POST /-/reload with --web.enable-lifecycle) reads the file again; a bad file
+leaves the running configuration in place, says why in one log line and sets
+``seekrflow_exporter_config_last_reload_successful`` to 0, as Prometheus itself does. When the new
+file talks to the same workspace (base URL, endpoint, team), the new poller takes over what the old
+one knew: cached jobs, stale data, back-off and discovered jobs survive the reload.
 """
 
 from __future__ import annotations
@@ -62,11 +64,15 @@ class Runtime:
         with self._lock:
             try:
                 config = self._load()
-            except ConfigError as err:
+            except Exception as err:  # noqa: BLE001 - whatever is wrong with the file, keep running
+                reason = str(err) if isinstance(err, ConfigError) else f"unexpected {type(err).__name__}: {err}"
                 self._reload_ok.set(0)
-                log.error("reload failed, keeping the running configuration", extra={"fields": {"err": str(err)}})
-                return str(err)
-            old, self._current = self._current, self._build(config)
+                log.error("reload failed, keeping the running configuration", extra={"fields": {"err": reason}})
+                return reason
+            new = self._build(config)
+            if _same_workspace(self._current.config, config):
+                new.poller.take_over(self._current.poller)
+            old, self._current = self._current, new
             self._reload_ok.set(1)
             self._reload_time.set(time.time())
         old.poller.close()
@@ -78,7 +84,11 @@ class Runtime:
 
     def _build(self, config: Config) -> _Built:
         client = SeekrFlowClient(config.api, self._requests_total)
-        poller = JobPoller(config.jobs, client, config.scrape, config.api.max_concurrency, config.api.request_timeout,
-                           discovery=config.discovery)
+        poller = JobPoller(config.jobs, client, config.scrape, config.api, config.discovery)
         endpoint = MetricsEndpoint(poller, config.metrics, config.scrape.timeout, self._own_metrics)
         return _Built(config, poller, endpoint)
+
+
+def _same_workspace(old: Config, new: Config) -> bool:
+    """Whether what the old configuration fetched still describes the new one's jobs."""
+    return (old.api.base_url, old.api.endpoint, old.api.team_id) == (new.api.base_url, new.api.endpoint, new.api.team_id)

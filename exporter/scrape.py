@@ -1,13 +1,16 @@
-"""Fetch the configured jobs for a scrape: concurrently, within the deadline, shared between scrapes.
+"""Fetch the watched jobs for a scrape: concurrently, within the deadline, shared between scrapes.
 
 - Concurrent scrapes (two Prometheus replicas) wait on one lock; the second finds the first one's
   result still within ``cache_ttl`` and reuses it, so the API sees one round of requests.
 - A settled job (finished, every record finished) cannot change any more; it is re-read only every
   ``finished_job_refresh``, so in the steady state a scrape costs one request per unfinished job.
+- A request still running at the deadline keeps going (up to ``api.timeout``). It is no failure
+  while the job has data; its answer is used by the next round. Answers are ordered by when their
+  request started, so an old answer never replaces newer data.
 - A failed fetch keeps the job's last good data for ``serve_stale_for``, marked not fresh.
 - A 429 or 503 with Retry-After is honoured: the job is not asked again before then.
-- With discovery on, the job list is read every ``discovery.interval`` alongside the jobs due; it
-  adds the jobs it finds (see discovery.py) and serves as their data for that round.
+- With discovery on, the job list is read every ``discovery.interval`` (sooner after a failure,
+  with back-off) alongside the jobs due; it adds the jobs it finds (see discovery.py).
 """
 
 from __future__ import annotations
@@ -15,20 +18,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import queue
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from .client import FetchResult, ListResult, SeekrFlowClient
-from .config import DiscoveryConfig, ScrapeConfig
+from .config import ApiConfig, DiscoveryConfig, ScrapeConfig
 from .discovery import watched_jobs
 from .model import IngestionJob, JobSnapshot
+from .pool import FetchPool
 
 log = logging.getLogger("seekrflow_exporter.scrape")
 
 # A Retry-After longer than this is taken as this: a job must not go dark for hours on one answer.
 MAX_RETRY_AFTER = 600.0
+# After a failed read of the job list, wait this long, doubling per failure, up to the interval.
+LIST_RETRY_FIRST = 10.0
 
 
 @dataclass(frozen=True)
@@ -48,33 +53,42 @@ class ScrapeResult:
 @dataclass
 class _JobState:
     job: IngestionJob | None = None
+    data_from: float | None = None  # monotonic start of the request that brought ``job``
     last_success: float | None = None  # wall clock, for the exported timestamp
-    last_success_mono: float | None = None
     error: str | None = None
+    error_from: float | None = None  # monotonic start of the request that failed
     retry_at: float | None = None  # monotonic; the API asked us not to come back before
     in_flight: Future | None = field(default=None, repr=False)
 
 
+@dataclass
+class _Listing:
+    """The state of discovery: what the list gave, and when to read it next."""
+
+    job_ids: tuple[str, ...] = ()
+    ok: bool | None = None
+    next_read: float | None = None  # monotonic; None: read at the next round
+    failures: int = 0
+    in_flight: Future | None = field(default=None, repr=False)
+
+
 class JobPoller:
-    def __init__(self, job_ids: Sequence[str], client: SeekrFlowClient, settings: ScrapeConfig,
-                 max_concurrency: int, request_timeout: float,
+    def __init__(self, job_ids: Sequence[str], client: SeekrFlowClient, settings: ScrapeConfig, api: ApiConfig,
+                 discovery: DiscoveryConfig | None = None,
                  wall_clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 discovery: DiscoveryConfig | None = None):
+                 monotonic: Callable[[], float] = time.monotonic):
         self._configured = tuple(job_ids)
-        self._discovery = discovery if discovery is not None and discovery.enabled else None
-        self._discovered: tuple[str, ...] = ()
-        self._listed_at: float | None = None
-        self._list_in_flight: Future | None = None
-        self._discovery_ok: bool | None = None
         self._client = client
         self._settings = settings
-        self._request_timeout = request_timeout
+        self._request_timeout = api.request_timeout
+        self._discovery = discovery if discovery is not None and discovery.enabled else None
         self._wall_clock = wall_clock
         self._monotonic = monotonic
-        self._pool = _FetchPool(max_concurrency)
+        self._pool = FetchPool(api.max_concurrency, monotonic)
         self._states = {job_id: _JobState() for job_id in self._configured}
+        self._listing = _Listing()
         self._refresh_lock = threading.Lock()
+        self._closed = False
         self._refreshed_at: float | None = None
         self._api_up: bool | None = None
         self._result = ScrapeResult(tuple(JobSnapshot(j, None, False) for j in self._configured), None)
@@ -83,26 +97,61 @@ class JobPoller:
     def job_ids(self) -> tuple[str, ...]:
         """The configured jobs, then the discovered ones not configured."""
         configured = set(self._configured)
-        return self._configured + tuple(j for j in self._discovered if j not in configured)
+        return self._configured + tuple(j for j in self._listing.job_ids if j not in configured)
+
+    def take_over(self, previous: "JobPoller") -> None:
+        """Continue from what ``previous`` knew (same API, reloaded settings): no cold start.
+
+        If ``previous`` is busy refreshing for more than a moment, this one starts cold instead.
+        """
+        if not previous._refresh_lock.acquire(timeout=1.0):
+            return
+        try:
+            self._listing = _Listing(previous._listing.job_ids, previous._listing.ok, previous._listing.next_read)
+            if self._discovery is None:
+                self._listing = _Listing()
+            self._api_up = previous._api_up
+            for job_id in self.job_ids:
+                old = previous._states.get(job_id)
+                if old is not None:
+                    # Its request belongs to the old pool; the next round asks again if due.
+                    self._states[job_id] = _JobState(old.job, old.data_from, old.last_success, old.error,
+                                                     old.error_from, old.retry_at)
+            self._result = previous._result
+        finally:
+            previous._refresh_lock.release()
 
     def scrape(self, deadline: float) -> ScrapeResult:
         """The freshest result obtainable by ``deadline`` (a ``monotonic`` time)."""
         if not self._refresh_lock.acquire(timeout=max(deadline - self._monotonic(), 0.0)):
             return self._result  # another scrape holds the refresh past our deadline
         try:
+            if self._closed:
+                return self._result  # replaced by a reload while this scrape waited
             now = self._monotonic()
             if self._refreshed_at is None or now - self._refreshed_at >= self._settings.cache_ttl:
                 self._refresh(deadline)
                 self._refreshed_at = self._monotonic()
             return self._result
         finally:
+            if self._closed:
+                self._shut_down()
             self._refresh_lock.release()
 
     def close(self) -> None:
-        # A scrape still refreshing (say, across a reload) finishes first; it is bounded by its deadline.
-        with self._refresh_lock:
+        """Stop; a scrape still refreshing finishes first, without making whoever closes wait."""
+        self._closed = True
+        if self._refresh_lock.acquire(blocking=False):
+            try:
+                self._shut_down()
+            finally:
+                self._refresh_lock.release()
+
+    def _shut_down(self) -> None:
+        if self._pool is not None:
             self._pool.shutdown()
             self._client.close()
+            self._pool = None
 
     def _refresh(self, deadline: float) -> None:
         now = self._monotonic()
@@ -111,154 +160,130 @@ class JobPoller:
         due = [job_id for job_id in self.job_ids if self._is_due(self._states[job_id], now)]
         # Oldest data first: when the pool cannot serve every job before the deadline, the jobs
         # left out this time are served first next time, so none goes dark for good.
-        due.sort(key=lambda job_id: self._states[job_id].last_success_mono or float("-inf"))
+        due.sort(key=lambda job_id: self._states[job_id].data_from or float("-inf"))
         submitted: dict[Future, str] = {}
         for job_id in due:
             state = self._states[job_id]
             if state.in_flight is None:
-                state.in_flight = self._pool.submit(self._fetch, job_id)
+                state.in_flight = self._pool.submit(self._client.fetch_job, job_id, self._request_timeout)
             submitted[state.in_flight] = job_id
-        done, _ = wait(list(submitted) + ([listing] if listing else []),
-                       timeout=max(deadline - self._monotonic(), 0.0))
+        pending = list(submitted) + ([listing] if listing is not None else [])
+        done, _ = wait(pending, timeout=max(deadline - self._monotonic(), 0.0))
         if listing is not None and listing in done:
-            # The list goes first: the jobs' own answers this round are at least as new.
-            self._list_in_flight = None
+            self._listing.in_flight = None
+            started, listed = listing.result()
             answered += 1
-            listed = listing.result()
             key_accepted = key_accepted or listed.failure is None or _key_accepted(listed.failure)
-            self._accept_list(listed)
+            self._accept_list(started, listed)
         for future, job_id in submitted.items():
+            state = self._states[job_id]
             if future in done:
-                self._states[job_id].in_flight = None
-                result = future.result()
+                state.in_flight = None
+                started, result = future.result()
+                answered += 1
                 key_accepted = key_accepted or _key_accepted(result)
+                self._apply(job_id, started, result)
             else:
                 if future.cancel():  # never started: free its place in the pool
-                    self._states[job_id].in_flight = None
-                result = FetchResult(job_id, None, "timeout", "no answer before the scrape deadline")
-            self._apply(job_id, result)
+                    state.in_flight = None
+                if state.job is None:
+                    self._note_failure(job_id, state, FetchResult(job_id, None, "timeout",
+                                                                  "no answer before the scrape deadline"))
         if submitted or answered:
             self._api_up = key_accepted
         watched = set(self.job_ids)
         for job_id in [j for j in self._states if j not in watched]:
             del self._states[job_id]  # no longer listed (or too old): its series go
         now = self._monotonic()
-        discovery = None if self._discovery is None else DiscoveryStatus(self._discovery_ok, len(self._discovered))
+        discovery = None if self._discovery is None else DiscoveryStatus(self._listing.ok, len(self._listing.job_ids))
         self._result = ScrapeResult(tuple(self._snapshot(j, now) for j in self.job_ids), self._api_up, discovery)
 
-    def _start_listing(self, now: float) -> Future | None:
-        """The job-list request of this round, if discovery is on and the list is due."""
-        if self._discovery is None:
-            return None
-        if self._list_in_flight is None:
-            if self._listed_at is not None and now - self._listed_at < self._discovery.interval:
-                return None
-            self._list_in_flight = self._pool.submit(self._client.list_jobs, self._request_timeout)
-        return self._list_in_flight
-
-    def _accept_list(self, listed: ListResult) -> None:
-        if listed.failure is not None:
-            if self._discovery_ok is not False:
-                log.warning("job list failed", extra={"fields": {
-                    "reason": listed.failure.reason, "detail": listed.failure.detail}})
-            self._discovery_ok = False
-            return  # keep the jobs found before; ask again next round
-        self._discovery_ok, self._listed_at = True, self._monotonic()
-        jobs, invalid = watched_jobs(listed, self._wall_clock(), self._discovery.max_age)
-        previous = set(self._discovered)
-        self._discovered = tuple(sorted({job.id for job in jobs} | set(invalid)))
-        for job in jobs:
-            self._state(job.id)
-            self._apply(job.id, FetchResult(job.id, job, http_status=200))
-        for job_id, detail in invalid.items():
-            self._state(job_id)
-            self._apply(job_id, FetchResult(job_id, None, "invalid_schema", detail, 200))
-        if set(self._discovered) != previous:
-            log.info("job list read", extra={"fields": {"discovered": len(self._discovered)}})
-
-    def _state(self, job_id: str) -> _JobState:
-        return self._states.setdefault(job_id, _JobState())
-
-    def _fetch(self, job_id: str) -> FetchResult:
-        # The request gets its full time even past the scrape's deadline: a slow API then still
-        # yields data, one scrape late, rather than never.
-        return self._client.fetch_job(job_id, self._request_timeout)
-
     def _collect_late_answers(self) -> tuple[int, bool]:
-        """Apply fetches that finished after their scrape's deadline: they are the newest data."""
+        """Apply answers that arrived after their scrape's deadline: they may be the newest data."""
         count, key_accepted = 0, False
         for job_id, state in self._states.items():
             if state.in_flight is not None and state.in_flight.done():
-                result = state.in_flight.result()
+                started, result = state.in_flight.result()
                 state.in_flight = None
                 count += 1
                 key_accepted = key_accepted or _key_accepted(result)
-                self._apply(job_id, result)
+                self._apply(job_id, started, result)
         return count, key_accepted
+
+    def _start_listing(self, now: float) -> Future | None:
+        """The job-list request of this round, if discovery is on and the list is due."""
+        listing = self._listing
+        if self._discovery is None:
+            return None
+        if listing.in_flight is None:
+            if listing.next_read is not None and now < listing.next_read:
+                return None
+            listing.in_flight = self._pool.submit(self._client.list_jobs, self._request_timeout)
+        return listing.in_flight
+
+    def _accept_list(self, started: float, listed: ListResult) -> None:
+        listing = self._listing
+        if listed.failure is not None:
+            if listing.ok is not False:
+                log.warning("job list failed", extra={"fields": {
+                    "reason": listed.failure.reason, "detail": listed.failure.detail}})
+            listing.ok, listing.failures = False, listing.failures + 1
+            wait_for = listed.failure.retry_after or LIST_RETRY_FIRST * 2 ** (listing.failures - 1)
+            listing.next_read = self._monotonic() + min(wait_for, self._discovery.interval, MAX_RETRY_AFTER)
+            return  # keep the jobs found before
+        listing.ok, listing.failures = True, 0
+        listing.next_read = self._monotonic() + self._discovery.interval
+        jobs, invalid = watched_jobs(listed, self._wall_clock(), self._discovery.max_age)
+        previous = set(listing.job_ids)
+        listing.job_ids = tuple(sorted({job.id for job in jobs} | set(invalid)))
+        for job in jobs:
+            self._states.setdefault(job.id, _JobState())
+            self._apply(job.id, started, FetchResult(job.id, job, http_status=200), from_list=True)
+        for job_id, detail in invalid.items():
+            self._states.setdefault(job_id, _JobState())
+            self._apply(job_id, started, FetchResult(job_id, None, "invalid_schema", detail, 200), from_list=True)
+        if set(listing.job_ids) != previous:
+            log.info("job list read", extra={"fields": {"discovered": len(listing.job_ids)}})
 
     def _is_due(self, state: _JobState, now: float) -> bool:
         if state.retry_at is not None and now < state.retry_at:
             return False
         if state.job is None or state.error is not None or not state.job.is_settled:
             return True
-        return now - state.last_success_mono >= self._settings.finished_job_refresh
+        return now - state.data_from >= self._settings.finished_job_refresh
 
-    def _apply(self, job_id: str, result: FetchResult) -> None:
+    def _apply(self, job_id: str, started: float, result: FetchResult, from_list: bool = False) -> None:
         state = self._states[job_id]
+        newest = max(state.data_from or float("-inf"), state.error_from or float("-inf"))
+        if started < newest:
+            return  # an answer to an older request than what we hold
         if result.job is not None:
             if state.error is not None:
                 log.info("fetch recovered", extra={"fields": {"job_id": job_id}})
-            state.job, state.error, state.retry_at = result.job, None, None
-            state.last_success, state.last_success_mono = self._wall_clock(), self._monotonic()
+            state.job, state.data_from, state.last_success = result.job, started, self._wall_clock()
+            state.error = state.error_from = None
+            if not from_list:
+                state.retry_at = None
             return
+        self._note_failure(job_id, state, result)
+        state.error_from = started
+        if not from_list:
+            state.retry_at = None if result.retry_after is None else (
+                self._monotonic() + min(result.retry_after, MAX_RETRY_AFTER))
+
+    def _note_failure(self, job_id: str, state: _JobState, result: FetchResult) -> None:
         level = logging.WARNING if state.error != result.reason else logging.DEBUG
         log.log(level, "fetch failed", extra={"fields": {
             "job_id": job_id, "reason": result.reason, "detail": result.detail}})
         state.error = result.reason
-        state.retry_at = None if result.retry_after is None else (
-            self._monotonic() + min(result.retry_after, MAX_RETRY_AFTER))
 
     def _snapshot(self, job_id: str, now: float) -> JobSnapshot:
         state = self._states[job_id]
         job = state.job
-        if state.error is not None and (
-                state.last_success_mono is None or now - state.last_success_mono > self._settings.serve_stale_for):
+        if state.error is not None and (state.data_from is None or now - state.data_from > self._settings.serve_stale_for):
             job = None  # too old to stand in for the failing fetch
         return JobSnapshot(job_id, job, fresh=state.error is None and job is not None,
                            error=state.error, last_success=state.last_success)
-
-
-class _FetchPool:
-    """A fixed set of daemon worker threads.
-
-    Unlike ThreadPoolExecutor, whose workers are joined at interpreter exit, a request still
-    waiting on a slow API cannot hold up the exporter's shutdown.
-    """
-
-    def __init__(self, workers: int):
-        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
-        for number in range(workers):
-            threading.Thread(target=self._work, name=f"fetch-{number}", daemon=True).start()
-        self._workers = workers
-
-    def submit(self, fn: Callable, *args) -> Future:
-        future: Future = Future()
-        self._tasks.put((fn, args, future))
-        return future
-
-    def shutdown(self) -> None:
-        for _ in range(self._workers):
-            self._tasks.put(None)
-
-    def _work(self) -> None:
-        while (task := self._tasks.get()) is not None:
-            fn, args, future = task
-            if not future.set_running_or_notify_cancel():
-                continue  # cancelled while it waited
-            try:
-                future.set_result(fn(*args))
-            except BaseException as err:  # noqa: BLE001 - handed to whoever waits on the future
-                future.set_exception(err)
 
 
 def _key_accepted(result: FetchResult) -> bool:

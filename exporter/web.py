@@ -91,8 +91,10 @@ def _discovery_families(status: DiscoveryStatus) -> list[Metric]:
     return [success, found]
 
 
-def make_app(runtime) -> Callable:
-    """``runtime`` gives the current ``endpoint`` and ``config`` and can ``reload()`` (runtime.py)."""
+def make_app(runtime, lifecycle: bool = False) -> Callable:
+    """``runtime`` gives the current ``endpoint`` and can ``reload()`` (runtime.py); ``lifecycle``
+    opens POST /-/reload, which, as in Prometheus, is off unless asked for: anyone who reaches the
+    port could otherwise make the exporter re-read its file and refetch every job."""
 
     def app(environ, start_response):
         try:
@@ -110,6 +112,8 @@ def make_app(runtime) -> Callable:
         if path == "/-/ready":
             return _text(start_response, "200 OK", "Ready\n")
         if path == "/-/reload":
+            if not lifecycle:
+                return _text(start_response, "403 Forbidden", "Lifecycle API is not enabled.\n")
             return _reload(runtime, environ, start_response)
         if path == "/":
             return _text(start_response, "200 OK", _landing_page(runtime.endpoint.job_count), "text/html; charset=utf-8")

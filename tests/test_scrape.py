@@ -42,10 +42,9 @@ def simulator():
 
 
 def poller_for(simulator, jobs, clock=time.monotonic, concurrency=4, **scrape):
-    api = ApiConfig(base_url=simulator.url, api_key=KEY, max_concurrency=concurrency)
+    api = ApiConfig(base_url=simulator.url, api_key=KEY, max_concurrency=concurrency, request_timeout=5.0)
     counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
-    return JobPoller(jobs, SeekrFlowClient(api, counter), ScrapeConfig(**scrape), concurrency, 5.0,
-                     monotonic=clock)
+    return JobPoller(jobs, SeekrFlowClient(api, counter), ScrapeConfig(**scrape), api, monotonic=clock)
 
 
 def scrape(poller, clock=None, budget=5.0):
@@ -109,6 +108,11 @@ def test_an_answer_after_the_deadline_is_used_by_the_next_scrape(simulator):
         # that arrived after its scrape had given up.
         later = wait_until(lambda: scrape(poller, budget=0.2)["ij-slow"].job, timeout=10, what="a late answer")
         assert later.status == "running" and len(later.records) == 8
+        # From then on every round sends a request that misses its deadline, yet the job is not
+        # failing: it has data, one round old, and its request is on the way.
+        for _ in range(3):
+            snapshot = scrape(poller, budget=0.2)["ij-slow"]
+            assert (snapshot.fresh, snapshot.error) == (True, None)
     finally:
         poller.close()
 
@@ -146,10 +150,10 @@ def discovery_simulator(extra_fixtures=None):
 
 
 def discovering_poller(simulator, clock, jobs=(), **scrape):
-    api = ApiConfig(base_url=simulator.url, api_key=KEY)
+    api = ApiConfig(base_url=simulator.url, api_key=KEY, request_timeout=5.0)
     counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
-    return JobPoller(jobs, SeekrFlowClient(api, counter), ScrapeConfig(**scrape), 4, 5.0, monotonic=clock,
-                     discovery=DiscoveryConfig(enabled=True, interval=300.0, max_age=7 * 86400.0))
+    return JobPoller(jobs, SeekrFlowClient(api, counter), ScrapeConfig(**scrape), api,
+                     DiscoveryConfig(enabled=True, interval=300.0, max_age=7 * 86400.0), monotonic=clock)
 
 
 def test_discovery_watches_unfinished_and_recent_jobs_from_one_list_read():
@@ -203,10 +207,11 @@ def test_a_settled_job_leaves_when_it_passes_max_age():
     simulator = discovery_simulator()
     clock, wall = Clock(), Clock()
     wall.now = 1768487400.0 + 86400  # a day after ij-done was created
-    api = ApiConfig(base_url=simulator.url, api_key=KEY)
+    api = ApiConfig(base_url=simulator.url, api_key=KEY, request_timeout=5.0)
     counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
-    poller = JobPoller((), SeekrFlowClient(api, counter), ScrapeConfig(cache_ttl=0.0), 4, 5.0, monotonic=clock,
-                       wall_clock=wall, discovery=DiscoveryConfig(enabled=True, interval=60.0, max_age=7 * 86400.0))
+    poller = JobPoller((), SeekrFlowClient(api, counter), ScrapeConfig(cache_ttl=0.0), api,
+                       DiscoveryConfig(enabled=True, interval=60.0, max_age=7 * 86400.0), monotonic=clock,
+                       wall_clock=wall)
     try:
         assert "ij-done" in {s.job_id for s in poller.scrape(clock() + 5).snapshots}
         wall.now += 7 * 86400
@@ -215,6 +220,28 @@ def test_a_settled_job_leaves_when_it_passes_max_age():
         assert "ij-done" not in {s.job_id for s in result.snapshots}
         assert "ij-running" in {s.job_id for s in result.snapshots}  # unfinished: kept whatever its age
         assert result.discovery == DiscoveryStatus(True, 4)
+    finally:
+        poller.close()
+        simulator.stop()
+
+
+def test_a_failing_job_list_is_asked_again_with_back_off():
+    simulator = discovery_simulator()
+    clock = Clock()
+    api = ApiConfig(base_url=simulator.url, api_key="sk-refused-key", request_timeout=5.0)
+    counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
+    poller = JobPoller((), SeekrFlowClient(api, counter), ScrapeConfig(cache_ttl=0.0), api,
+                       DiscoveryConfig(enabled=True, interval=300.0), monotonic=clock)
+    lists = []
+    try:
+        for _ in range(8):  # a scrape every 5 s
+            result = poller.scrape(clock() + 5)
+            lists.append(simulator.requests["/v1/flow/alignment/ingestion"])
+            clock.now += 5
+        # Read at 0 s, then 10 s after the first failure, then 20 s after the second.
+        assert lists == [1, 1, 2, 2, 2, 2, 3, 3]
+        assert result.discovery == DiscoveryStatus(False, 0)
+        assert result.api_up is False
     finally:
         poller.close()
         simulator.stop()
