@@ -18,6 +18,7 @@ from pathlib import Path
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.metrics import FamiliesCollector
 from exporter_process import child_environment
 
 FETCH_FLOOR_SCRIPT = Path(__file__).resolve().with_name("fetch_floor.py")
@@ -75,16 +76,6 @@ class FetchFloorClient:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
-
-
-class FamiliesCollector:
-    """A collector over families built beforehand, so the encoders can take them."""
-
-    def __init__(self, families):
-        self._families = families
-
-    def collect(self):
-        return self._families
 
 
 def count_samples(exposition: str) -> int:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from statistics import median
 
 from exporter.config import MetricsConfig
-from exporter.metrics import build_job_families
+from exporter.metrics import FamiliesCollector, build_job_families
 from exporter.model import JobSnapshot, parse_job
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from floors import FamiliesCollector, count_samples
+from floors import count_samples
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,16 @@ class _FileFamilies:
         return list(vars(self).values())
 
 
+class FamiliesCollector:
+    """A collector over families built beforehand, so prometheus_client's encoders can take them."""
+
+    def __init__(self, families: Iterable[Metric]):
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
 def build_job_families(snapshots: Iterable[JobSnapshot], now: float, settings: MetricsConfig) -> list[Metric]:
     """All job-level and per-file families for the given snapshots at time ``now``."""
     jobs = _JobFamilies.empty()

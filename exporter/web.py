@@ -8,7 +8,7 @@ import logging
 import socket
 import time
 from socketserver import ThreadingMixIn
-from typing import Callable, Iterable
+from typing import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry
@@ -17,23 +17,13 @@ from prometheus_client.exposition import choose_encoder
 
 from . import __version__
 from .config import MetricsConfig
-from .metrics import build_job_families
+from .metrics import FamiliesCollector, build_job_families
 from .scrape import DiscoveryStatus, JobPoller
 
 log = logging.getLogger("seekrflow_exporter.web")
 
 # Prometheus sends its scrape timeout; leave this much of it for encoding and the network.
 SCRAPE_TIMEOUT_MARGIN = 0.5
-
-
-class _Families:
-    """A one-shot collector over already built families, so the encoders can take them."""
-
-    def __init__(self, families: Iterable[Metric]):
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        return self._families
 
 
 class MetricsEndpoint:
@@ -134,7 +124,7 @@ def _reload(runtime, environ, start_response):
 def _metrics(endpoint: MetricsEndpoint, environ, start_response):
     families = endpoint.families(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-    body = encoder(_Families(families))
+    body = encoder(FamiliesCollector(families))
     headers = [("Content-Type", content_type)]
     if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
         # Level 1: nearly all the size win at a fraction of level 9's CPU on large expositions.

@@ -12,7 +12,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter.config import MetricsConfig
-from exporter.metrics import build_job_families
+from exporter.metrics import FamiliesCollector, build_job_families
 from exporter.model import InvalidResponse, JobSnapshot, parse_job
 
 GOOD = json.loads((Path(__file__).parent / "fixtures" / "job_running.json").read_text())
@@ -30,14 +30,6 @@ record_keys = st.sampled_from(sorted(GOOD["file_records"][0]) + ["deleted", "que
 job_keys = st.sampled_from(["id", "created_at", "status", "output_files", "file_records", "extra"])
 
 
-class _Families:
-    def __init__(self, families):
-        self._families = families
-
-    def collect(self):
-        return self._families
-
-
 def render(body) -> None:
     try:
         job = parse_job(body)
@@ -49,8 +41,8 @@ def render(body) -> None:
             assert not math.isnan(sample.value), sample
             if family.name.endswith("_seconds") and not family.name.endswith("timestamp_seconds"):
                 assert sample.value >= 0, sample
-    generate_latest(_Families(families)).decode("utf-8")
-    generate_openmetrics(_Families(families)).decode("utf-8")
+    generate_latest(FamiliesCollector(families)).decode("utf-8")
+    generate_openmetrics(FamiliesCollector(families)).decode("utf-8")
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,12 +1,10 @@
 """Broken HTTP from the API (not just broken JSON) fails only its job, and never the scrape."""
 
-import json
 import socket
 import socketserver
 import threading
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
