@@ -64,6 +64,13 @@ def query(expr: str, legend: str = "", *, ref: str = "A", instant: bool = False,
     }
 
 
+def quantile_queries(histogram: str, selector: str) -> list[dict]:
+    """p50, p90 and p99 over the selected jobs' gauge-histogram buckets, one query each."""
+    return [query(f"histogram_quantile({q}, sum by (le) ({histogram}_bucket{{{selector}}}))",
+                  f"p{round(float(q) * 100)}", ref=ref)
+            for q, ref in (("0.5", "A"), ("0.9", "B"), ("0.99", "C"))]
+
+
 def table_queries(*exprs: str) -> list[dict]:
     """Instant queries in table format, A, B, C...: rows of label values joined by `merge`."""
     return [query(expr, ref=chr(ord("A") + i), instant=True, fmt="table") for i, expr in enumerate(exprs)]
@@ -400,17 +407,11 @@ def overview() -> dict:
         row("Durations"),
         timeseries("Processing time", "p50, p90 and p99 of the processing time of finished files over the "
                    "selected jobs (from the gauge histogram of each job).",
-                   [query(f"histogram_quantile({q}, sum by (le) "
-                          f"(seekrflow_ingestion_job_file_processing_duration_seconds_bucket{{{f}}}))",
-                          f"p{round(float(q) * 100)}", ref=ref)
-                    for q, ref in (("0.5", "A"), ("0.9", "B"), ("0.99", "C"))],
+                   quantile_queries("seekrflow_ingestion_job_file_processing_duration_seconds", f),
                    "s", legend=LEGEND_LIST),
         timeseries("Queue wait", "p50, p90 and p99 of the time files waited in the queue before a worker "
                    "picked them, over the selected jobs.",
-                   [query(f"histogram_quantile({q}, sum by (le) "
-                          f"(seekrflow_ingestion_job_file_queue_wait_seconds_bucket{{{f}}}))",
-                          f"p{round(float(q) * 100)}", ref=ref)
-                    for q, ref in (("0.5", "A"), ("0.9", "B"), ("0.99", "C"))],
+                   quantile_queries("seekrflow_ingestion_job_file_queue_wait_seconds", f),
                    "s", legend=LEGEND_LIST),
         timeseries("p90 processing time per job", "90th percentile of each job's processing time of "
                    "finished files (recording rule).",
