@@ -138,6 +138,31 @@ def build_job_families(snapshots: Iterable[JobSnapshot], now: float, settings: M
     return jobs.all() + (files.all() if files is not None else [])
 
 
+def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_budget: float,
+                            discovery: tuple[bool | None, int] | None = None) -> list[Metric]:
+    """The exporter's view of this scrape; ``discovery`` is (list read ok, jobs found) when on."""
+    families = [
+        _plain("seekrflow_up", "1 when the SeekrFlow API answered with the key accepted, else 0.",
+               1.0 if api_up else 0.0),
+        _plain("seekrflow_exporter_scrape_duration_seconds",
+               "Time this scrape took to fetch the jobs and build the metrics.", scrape_duration),
+        _plain("seekrflow_exporter_scrape_timeout_seconds",
+               "Time this scrape allowed itself for fetching the jobs.", scrape_budget),
+    ]
+    if discovery is not None:
+        ok, found = discovery
+        families.append(_plain("seekrflow_exporter_discovery_success",
+                               "1 when the latest read of the job list succeeded, else 0.", 1.0 if ok else 0.0))
+        families.append(_plain("seekrflow_exporter_discovered_jobs",
+                               "Jobs taken from the job list: unfinished, or settled within discovery.max_age.",
+                               float(found)))
+    return families
+
+
+def _plain(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
+
+
 def _add_job(f: _JobFamilies, job_id: str, job: IngestionJob, now: float, settings: MetricsConfig) -> None:
     for status in JOB_STATUSES:
         f.status.add_metric([job_id, status], 1.0 if job.status == status else 0.0)

@@ -12,13 +12,13 @@ from typing import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
 from . import __version__
 from .config import MetricsConfig
-from .metrics import FamiliesCollector, build_job_families
-from .scrape import DiscoveryStatus, JobPoller
+from .metrics import FamiliesCollector, build_exporter_families, build_job_families
+from .scrape import JobPoller
 
 log = logging.getLogger("seekrflow_exporter.web")
 
@@ -53,32 +53,15 @@ class MetricsEndpoint:
         budget = self.budget(timeout_header)
         result = self._poller.scrape(started + budget)
         families = build_job_families(result.snapshots, self._wall_clock(), self._settings)
-        up = GaugeMetricFamily("seekrflow_up", "1 when the SeekrFlow API answered with the key accepted, else 0.")
-        up.add_metric([], 1.0 if result.api_up else 0.0)
-        duration = GaugeMetricFamily("seekrflow_exporter_scrape_duration_seconds",
-                                     "Time this scrape took to fetch the jobs and build the metrics.")
-        duration.add_metric([], self._monotonic() - started)
-        timeout = GaugeMetricFamily("seekrflow_exporter_scrape_timeout_seconds",
-                                    "Time this scrape allowed itself for fetching the jobs.")
-        timeout.add_metric([], budget)
-        families += [up, duration, timeout]
-        if result.discovery is not None:
-            families += _discovery_families(result.discovery)
+        discovery = result.discovery
+        families += build_exporter_families(
+            api_up=result.api_up, scrape_duration=self._monotonic() - started, scrape_budget=budget,
+            discovery=None if discovery is None else (discovery.ok, discovery.job_count))
         return families + list(self._own_metrics.collect())
 
     @property
     def job_count(self) -> int:
         return len(self._poller.job_ids)
-
-
-def _discovery_families(status: DiscoveryStatus) -> list[Metric]:
-    success = GaugeMetricFamily("seekrflow_exporter_discovery_success",
-                                "1 when the latest read of the job list succeeded, else 0.")
-    success.add_metric([], 1.0 if status.ok else 0.0)
-    found = GaugeMetricFamily("seekrflow_exporter_discovered_jobs",
-                              "Jobs taken from the job list: unfinished, or settled within discovery.max_age.")
-    found.add_metric([], float(status.job_count))
-    return [success, found]
 
 
 def make_app(runtime, lifecycle: bool = False) -> Callable:

@@ -237,3 +237,22 @@ def test_empty_status_strings_become_unknown():
     assert value(got, P + "job_status", job_id="ij-odd", status="unknown") == 1
     assert value(got, P + "job_files", job_id="ij-odd", status="unknown") == 1
     assert not [k for k in got if ("status", "") in k[1]]
+
+
+def test_exporter_families_without_and_with_discovery():
+    from exporter.metrics import build_exporter_families
+
+    plain = samples_of(build_exporter_families(api_up=True, scrape_duration=0.25, scrape_budget=9.5))
+    assert plain == {
+        ("seekrflow_up", frozenset()): 1.0,
+        ("seekrflow_exporter_scrape_duration_seconds", frozenset()): 0.25,
+        ("seekrflow_exporter_scrape_timeout_seconds", frozenset()): 9.5,
+    }
+    never_asked = samples_of(build_exporter_families(api_up=None, scrape_duration=0.0, scrape_budget=1.0,
+                                                     discovery=(None, 0)))
+    assert value(never_asked, "seekrflow_up") == 0
+    assert value(never_asked, "seekrflow_exporter_discovery_success") == 0
+    assert value(never_asked, "seekrflow_exporter_discovered_jobs") == 0
+    found = samples_of(build_exporter_families(api_up=True, scrape_duration=0.0, scrape_budget=1.0,
+                                               discovery=(True, 12)))
+    assert (value(found, "seekrflow_exporter_discovery_success"), value(found, "seekrflow_exporter_discovered_jobs")) == (1, 12)
