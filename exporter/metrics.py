@@ -1,4 +1,4 @@
-"""Turn job snapshots into metric families: a pure function of (snapshots, now, settings).
+"""Turn job snapshots, and the exporter's view of a scrape, into metric families: pure functions of their inputs.
 
 Nothing here reads a clock, a socket or a global, so every value can be pinned by a test.
 
