@@ -1,4 +1,4 @@
-"""Turn job snapshots, and the exporter's view of a scrape, into metric families: pure functions of their inputs.
+"""Pure steps to metric families: job snapshots at a given time, and the exporter's view of a scrape.
 
 Nothing here reads a clock, a socket or a global, so every value can be pinned by a test.
 
