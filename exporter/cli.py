@@ -132,7 +132,9 @@ def _run(config: Config, load, listen: str, demo: bool, lifecycle: bool) -> int:
     if demo:
         print(f"Exporter metrics: http://{shown_host}:{port}/metrics  (Ctrl-C to stop)", flush=True)
     while not stop.is_set():
-        wake.wait()
+        # A signal that lands on another thread only flags the main thread; a wait with no
+        # timeout could sleep through it, so look again every half second.
+        wake.wait(timeout=0.5)
         wake.clear()
         if reload.is_set() and not stop.is_set():
             reload.clear()
