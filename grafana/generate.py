@@ -64,11 +64,43 @@ def query(expr: str, legend: str = "", *, ref: str = "A", instant: bool = False,
     }
 
 
-def quantile_queries(histogram: str, selector: str) -> list[dict]:
+def per_job(series: str, *labels: str) -> str:
+    """One value per job and label set, however many exporters report the job.
+
+    Two exporters watching the same job (replicas, or one exporter in two scrape jobs) each report
+    it under their own instance, so summing raw series over jobs would count it twice. As in the
+    recording rules (prometheus/rules/), `max` first keeps one value per job: the larger is the
+    fresher, since a job's counts only grow between deletions. Aggregate over jobs only after this.
+    """
+    return f"max by ({', '.join(('job_id', *labels))}) ({series})"
+
+
+def buckets_by_le(histogram: str, selector: str, *labels: str) -> str:
+    """The selected jobs' gauge-histogram buckets summed per `le`, one value per job first;
+    `labels` are the histogram's own labels besides job_id and le."""
+    return f"sum by (le) ({per_job(f'{histogram}_bucket{{{selector}}}', *labels, 'le')})"
+
+
+def quantile_queries(histogram: str, selector: str, *labels: str) -> list[dict]:
     """p50, p90 and p99 over the selected jobs' gauge-histogram buckets, one query each."""
-    return [query(f"histogram_quantile({q}, sum by (le) ({histogram}_bucket{{{selector}}}))",
-                  f"p{round(float(q) * 100)}", ref=ref)
+    buckets = buckets_by_le(histogram, selector, *labels)
+    return [query(f"histogram_quantile({q}, {buckets})", f"p{round(float(q) * 100)}", ref=ref)
             for q, ref in (("0.5", "A"), ("0.9", "B"), ("0.99", "C"))]
+
+
+def job_files(status: str = "") -> str:
+    """The selected jobs' file-record counts: every status, or the one given."""
+    selector = f'{JOB_FILTER}, status="{status}"' if status else JOB_FILTER
+    return f"seekrflow_ingestion_job_files{{{selector}}}"
+
+
+def queue_position_queries(selector: str) -> list[dict]:
+    """Best and worst queue position per job. Over duplicate exporters, the best any of them saw
+    and the worst: positions fall as the queue drains and rise as files join, so neither the max
+    nor the min of both alone is always the fresher value."""
+    return [query(f"min by (job_id) (seekrflow_ingestion_job_queue_position_min{{{selector}}})", "{{job_id}} best"),
+            query(f"max by (job_id) (seekrflow_ingestion_job_queue_position_max{{{selector}}})", "{{job_id}} worst",
+                  ref="B")]
 
 
 def table_queries(*exprs: str) -> list[dict]:
@@ -338,6 +370,7 @@ def overview() -> dict:
     f = JOB_FILTER
     unfinished = f'(seekrflow_ingestion_job_status{{{f}, status=~"queued|running"}} == 1)'
     finished_all = '(seekrflow_ingestion_job_status{status=~"completed|failed"} == 1)'
+    job_status = f"seekrflow_ingestion_job_status{{{f}}}"
     panels = [
         row("Jobs"),
         table("Jobs", "Each selected ingestion job: status, age or run time, file records and failure ratio. "
@@ -345,7 +378,7 @@ def overview() -> dict:
               table_queries(
                   f"max by (job_id, status) (seekrflow_ingestion_job_status{{{f}}} == 1)",
                   f"max by (job_id) (seekrflow_ingestion_job_duration_seconds{{{f}}})",
-                  f"sum by (job_id) (seekrflow_ingestion_job_files{{{f}}})",
+                  f"sum by (job_id) ({per_job(job_files(), 'status')})",
                   f"max by (job_id) (job_id:seekrflow_ingestion_job_files_failed_per_finished:ratio{{{f}}})",
               ), "none", size=(12, 9),
               columns={"job_id": "Job", "status": "Status", "Value #B": "Duration", "Value #C": "Files",
@@ -355,25 +388,25 @@ def overview() -> dict:
               sort_by="job_id"),
         bargauge("Jobs by status", "How many of the selected ingestion jobs are queued, running, completed or "
                  "failed right now.",
-                 [query(f"sum by (status) (seekrflow_ingestion_job_status{{{f}}})", "{{status}}", instant=True)],
+                 [query(f"sum by (status) ({per_job(job_status, 'status')})", "{{status}}", instant=True)],
                  "short", size=(6, 9), color="fixed", overrides=status_color_overrides(), min_=0),
         stat("Files finished per minute", "File records that completed or failed per minute over the last "
              "5 minutes, over the selected jobs (recording rule, from the change of the finished count).",
              [query(f"sum(job_id:seekrflow_ingestion_job_files_finished:per_minute5m{{{f}}})")],
              "recpm", size=(6, 3), graph=True, decimals=1),
         stat("Failure ratio", "Failed file records out of the finished ones, over the selected jobs.",
-             [query(f'sum(seekrflow_ingestion_job_files{{{f}, status="failed"}}) / '
+             [query(f"sum({per_job(job_files('failed'))}) / "
                     f"(sum(job_id:seekrflow_ingestion_job_files_finished:sum{{{f}}}) > 0)")],
              "percentunit", size=(6, 3), steps=thresholds((0.05, "orange"), (0.2, "red")), decimals=1),
         stat("Files waiting", "File records queued now, over the selected jobs.",
-             [query(f'sum(seekrflow_ingestion_job_files{{{f}, status="queued"}})')], "short", size=(6, 3),
+             [query(f"sum({per_job(job_files('queued'))})")], "short", size=(6, 3),
              graph=True),
         stat("Files processing", "File records being converted now, over the selected jobs.",
-             [query(f'sum(seekrflow_ingestion_job_files{{{f}, status="processing"}})')], "short", size=(6, 3),
+             [query(f"sum({per_job(job_files('processing'))})")], "short", size=(6, 3),
              graph=True),
         timeseries("File records by status", "Non-deleted file records of the selected jobs per status, "
                    "stacked: the queue draining into completed and failed.",
-                   [query(f"sum by (status) (seekrflow_ingestion_job_files{{{f}}})", "{{status}}")],
+                   [query(f"sum by (status) ({per_job(job_files(), 'status')})", "{{status}}")],
                    "short", stack=True, overrides=status_color_overrides(), legend=LEGEND_LIST),
         timeseries("Completion throughput", "Files finished (completed or failed) per minute, per job, over "
                    "the last 5 minutes (recording rule).",
@@ -391,23 +424,22 @@ def overview() -> dict:
                  # Matching on () against the one-series median leaves nothing, rather than NaN,
                  # while no job has finished.
                  [query(f"max by (job_id) (seekrflow_ingestion_job_duration_seconds{{{f}}} and on (job_id) "
-                        f"{unfinished}) / on () group_left () quantile(0.5, "
-                        f"seekrflow_ingestion_job_duration_seconds and on (job_id) {finished_all})",
+                        f"{unfinished}) / on () group_left () quantile(0.5, max by (job_id) ("
+                        f"seekrflow_ingestion_job_duration_seconds and on (job_id) {finished_all}))",
                         "{{job_id}}", instant=True)],
                  "percentunit", steps=thresholds((1, "orange"), (2, "red")), min_=0, max_=3),
         row("Queue"),
         timeseries("Queued files per job", "File records waiting in each job's queue.",
-                   [query(f'sum by (job_id) (seekrflow_ingestion_job_files{{{f}, status="queued"}})', "{{job_id}}")],
+                   [query(per_job(job_files("queued")), "{{job_id}}")],
                    "short"),
         timeseries("Queue positions per job", "The best (lowest) and worst (highest) queue position of each "
                    "job's queued files. A best position that stays put while files wait means a stalled queue.",
-                   [query(f"seekrflow_ingestion_job_queue_position_min{{{f}}}", "{{job_id}} best"),
-                    query(f"seekrflow_ingestion_job_queue_position_max{{{f}}}", "{{job_id}} worst", ref="B")],
+                   queue_position_queries(f),
                    "none"),
         row("Durations"),
         timeseries("Processing time", "p50, p90 and p99 of the processing time of finished files over the "
                    "selected jobs (from the gauge histogram of each job).",
-                   quantile_queries("seekrflow_ingestion_job_file_processing_duration_seconds", f),
+                   quantile_queries("seekrflow_ingestion_job_file_processing_duration_seconds", f, "status"),
                    "s", legend=LEGEND_LIST),
         timeseries("Queue wait", "p50, p90 and p99 of the time files waited in the queue before a worker "
                    "picked them, over the selected jobs.",
@@ -442,23 +474,22 @@ def job_detail() -> dict:
              overrides=status_color_overrides()),
         stat("Duration", "Run time of a finished job (its last file end minus its creation); age of an "
              "unfinished one.",
-             [query(f"seekrflow_ingestion_job_duration_seconds{{{f}}}", "{{job_id}}")], "s"),
+             [query(per_job(f"seekrflow_ingestion_job_duration_seconds{{{f}}}"), "{{job_id}}")], "s"),
         stat("Files", "Non-deleted file records of the job.",
-             [query(f"sum by (job_id) (seekrflow_ingestion_job_files{{{f}}})", "{{job_id}}")], "short"),
+             [query(f"sum by (job_id) ({per_job(job_files(), 'status')})", "{{job_id}}")], "short"),
         stat("Failed files", "File records that failed.",
-             [query(f'sum by (job_id) (seekrflow_ingestion_job_files{{{f}, status="failed"}})', "{{job_id}}")],
+             [query(per_job(job_files("failed")), "{{job_id}}")],
              "short", steps=thresholds((1, "red"))),
         stat("Deleted files", "Soft-deleted file records; they count nowhere else.",
-             [query(f"seekrflow_ingestion_job_files_deleted{{{f}}}", "{{job_id}}")], "short"),
+             [query(per_job(f"seekrflow_ingestion_job_files_deleted{{{f}}}"), "{{job_id}}")], "short"),
         stat("Output files", "Converted files the job has produced.",
-             [query(f"seekrflow_ingestion_job_output_files{{{f}}}", "{{job_id}}")], "short"),
+             [query(per_job(f"seekrflow_ingestion_job_output_files{{{f}}}"), "{{job_id}}")], "short"),
         timeseries("File records by status", "The job's non-deleted file records per status, stacked.",
-                   [query(f"sum by (status) (seekrflow_ingestion_job_files{{{f}}})", "{{status}}")],
+                   [query(f"sum by (status) ({per_job(job_files(), 'status')})", "{{status}}")],
                    "short", stack=True, overrides=status_color_overrides(), legend=LEGEND_LIST),
         timeseries("Queue position", "Best (lowest) and worst (highest) queue position of the job's queued "
                    "files. Absent once nothing is queued.",
-                   [query(f"seekrflow_ingestion_job_queue_position_min{{{f}}}", "{{job_id}} best"),
-                    query(f"seekrflow_ingestion_job_queue_position_max{{{f}}}", "{{job_id}} worst", ref="B")],
+                   queue_position_queries(f),
                    "none", legend=LEGEND_LIST),
         table("File records", "Every file record the exporter reports for the job (up to its per-file "
               "limit): status, queue position, wait, processing time, worker, and the error and suggested "
@@ -486,11 +517,11 @@ def job_detail() -> dict:
               sort_by="filename"),
         bargauge("Processing time distribution", "Finished files per processing-time bucket (the job's "
                  "gauge histogram, completed and failed together).",
-                 [query(f"sum by (le) (seekrflow_ingestion_job_file_processing_duration_seconds_bucket{{{f}}})",
+                 [query(buckets_by_le("seekrflow_ingestion_job_file_processing_duration_seconds", f, "status"),
                         "{{le}}", instant=True, fmt="heatmap")],
                  "short", color="continuous-BlPu", min_=0),
         bargauge("Queue wait distribution", "Started files per queue-wait bucket (the job's gauge histogram).",
-                 [query(f"sum by (le) (seekrflow_ingestion_job_file_queue_wait_seconds_bucket{{{f}}})",
+                 [query(buckets_by_le("seekrflow_ingestion_job_file_queue_wait_seconds", f),
                         "{{le}}", instant=True, fmt="heatmap")],
                  "short", color="continuous-BlPu", min_=0),
         timeseries("Processing time quantiles", "p50, p90 and p99 of the job's processing time of finished "
@@ -521,10 +552,14 @@ def exporter_health() -> dict:
         stat("Exporter targets", "Prometheus's own `up` for the exporter targets.",
              [query(f"up{{{jobs}}}", "{{instance}}")], "none", size=(5, 4),
              steps=thresholds((1, "green"), base="red"), mappings=up_text, color_mode="background"),
-        stat("Jobs fetched", "Selected jobs whose data is fresh in the last scrape.",
-             [query(f"sum(seekrflow_ingestion_job_scrape_success{{{jobs}, {f}}})")], "short", size=(5, 4)),
-        stat("Jobs failing", "Selected jobs whose last fetch failed (see the errors below).",
-             [query(f"count(seekrflow_ingestion_job_scrape_success{{{jobs}, {f}}} == 0) or vector(0)")],
+        # Per exporter, like the rest of this dashboard: two exporters watching the same jobs each
+        # count them, and a job one of them fails to fetch is that exporter's problem.
+        stat("Jobs fetched", "Selected jobs whose data is fresh in each exporter's last scrape.",
+             [query(f"sum by (instance) (seekrflow_ingestion_job_scrape_success{{{jobs}, {f}}})", "{{instance}}")],
+             "short", size=(5, 4)),
+        stat("Jobs failing", "Selected jobs whose last fetch by each exporter failed (see the errors below).",
+             [query(f"sum by (instance) (seekrflow_ingestion_job_scrape_success{{{jobs}, {f}}} == bool 0)",
+                    "{{instance}}")],
              "short", size=(5, 4), steps=thresholds((1, "red"))),
         stat("Version", "Exporter version and its Python.",
              [query(f"max by (version, python_version) (seekrflow_exporter_build_info{{{jobs}}})",
