@@ -9,10 +9,15 @@
   panel IDs are unique.
 - Every query of every panel, variable and annotation runs against a real Prometheus that scraped
   the exporter, which watched the simulator, with the repository's rules loaded, and returns data.
+- Two exporters watching the same jobs double nothing: every query over the exporter's per-job
+  series first keeps one value per job (`max by (job_id, ...)`), and with a second exporter on the
+  same jobs the Overview and Job detail show exactly what they show with one.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import copy
 import importlib.util
 import json
@@ -223,6 +228,110 @@ def test_job_queries_follow_the_job_id_variable(name):
                 assert 'job_id=~"$job_id"' in target["expr"], (item["title"], target["expr"])
 
 
+# --- two exporters on the same jobs ------------------------------------------------------------
+
+# A per-job series of the exporter, not a recording rule (those have a `level:` before the name).
+RAW_JOB_SERIES = re.compile(r"(?<![\w:])seekrflow_ingestion_\w+")
+AGGREGATION = re.compile(r"\b(sum|min|max|avg|count|group|stddev|stdvar|quantile|topk|bottomk|count_values)"
+                         r"\s*(?:(by|without)\s*\(([^)]*)\))?\s*\(")
+# The right operand of `and on (...)` / `unless on (...)`: it only filters, its values are not kept.
+SET_FILTER = re.compile(r"\b(?:and|unless)\s+on\s*\([^)]*\)\s*")
+# Each exporter series' labels besides job_id (checked against a real exposition below).
+OWN_LABELS = {
+    "seekrflow_ingestion_job_status": {"status"},
+    "seekrflow_ingestion_job_files": {"status"},
+    "seekrflow_ingestion_job_file_processing_duration_seconds_bucket": {"status", "le"},
+    "seekrflow_ingestion_job_file_processing_duration_seconds_gcount": {"status"},
+    "seekrflow_ingestion_job_file_processing_duration_seconds_gsum": {"status"},
+    "seekrflow_ingestion_job_file_queue_wait_seconds_bucket": {"le"},
+    "seekrflow_ingestion_job_scrape_error_info": {"reason"},
+    "seekrflow_ingestion_file_info": {"record_id", "filename", "status", "method", "worker_id"},
+    "seekrflow_ingestion_file_queue_position": {"record_id"},
+    "seekrflow_ingestion_file_queue_wait_seconds": {"record_id"},
+    "seekrflow_ingestion_file_processing_duration_seconds": {"record_id"},
+    "seekrflow_ingestion_file_error_info": {"record_id", "error_message", "suggested_fix"},
+}
+ONE_PER_JOB = re.compile(r"\b(?:max|min) by \(([^)]*)\) \((seekrflow_ingestion_\w+)(?:\{([^}]*)\})?\)")
+
+
+def closing_paren(expr: str, opening: int) -> int:
+    """The index of the parenthesis that closes the one at ``opening``."""
+    depth = 0
+    for index in range(opening, len(expr)):
+        depth += {"(": 1, ")": -1}.get(expr[index], 0)
+        if depth == 0:
+            return index
+    raise AssertionError(f"unbalanced parentheses in {expr}")
+
+
+def without_set_filters(expr: str) -> str:
+    """The expression without the (parenthesized) right operands of `and on` / `unless on`."""
+    while match := SET_FILTER.search(expr):
+        assert expr[match.end()] == "(", f"write the filter after {match.group(0)!r} in parentheses: {expr}"
+        expr = expr[:match.start()] + expr[closing_paren(expr, match.end()) + 1:]
+    return expr
+
+
+def duplicate_exporter_problems(expr: str) -> list[str]:
+    """Where an aggregation over an exporter's per-job series would count a job once per exporter.
+
+    Walking out from each per-job series, the first aggregation that drops the `instance` label
+    must be a `max` or `min` that keeps `job_id` (one value per job, whatever the exporters); an
+    aggregation that keeps `instance` stays per exporter and is fine. Where that max or min reads
+    the series directly, it also keeps the series' own labels that the selector does not fix.
+    """
+    expr = without_set_filters(expr)
+    spans = [(match, match.end() - 1, closing_paren(expr, match.end() - 1)) for match in AGGREGATION.finditer(expr)]
+    problems = []
+    for series in RAW_JOB_SERIES.finditer(expr):
+        around = sorted((span for span in spans if span[1] < series.start() < span[2]), key=lambda span: -span[1])
+        for match, _, _ in around:
+            operator, clause, labels = match.group(1), match.group(2), {
+                label.strip() for label in (match.group(3) or "").split(",") if label.strip()}
+            keeps = (lambda label: label in labels) if clause == "by" else (lambda label: label not in labels)
+            if clause is not None and keeps("instance"):
+                continue
+            if operator not in ("max", "min") or clause != "by" or not keeps("job_id"):
+                problems.append(f"{match.group(0)[:-1].strip()} over {series.group(0)}")
+            break
+    for match in ONE_PER_JOB.finditer(expr):
+        kept = {label.strip() for label in match.group(1).split(",")}
+        fixed = set(re.findall(r'(\w+)="', match.group(3) or ""))
+        missing = OWN_LABELS.get(match.group(2), set()) - kept - fixed
+        if missing:
+            problems.append(f"{match.group(0)} merges the {sorted(missing)} of one job")
+    return problems
+
+
+def test_duplicate_exporter_check_tells_safe_queries_from_doubling_ones():
+    f = 'job_id=~"$job_id"'
+    assert duplicate_exporter_problems(f"sum by (status) (seekrflow_ingestion_job_status{{{f}}})") == [
+        "sum by (status) over seekrflow_ingestion_job_status"]
+    assert duplicate_exporter_problems(f"sum by (job_id) (seekrflow_ingestion_job_files{{{f}}})") == [
+        "sum by (job_id) over seekrflow_ingestion_job_files"]
+    assert duplicate_exporter_problems("histogram_quantile(0.9, sum by (le) (max by (job_id, le) ("
+                                       "seekrflow_ingestion_job_file_processing_duration_seconds_bucket)))") == [
+        "max by (job_id, le) (seekrflow_ingestion_job_file_processing_duration_seconds_bucket) "
+        "merges the ['status'] of one job"]
+    assert duplicate_exporter_problems("count(seekrflow_ingestion_job_scrape_success == 0)") == [
+        "count over seekrflow_ingestion_job_scrape_success"]
+    for safe in (f"sum by (status) (max by (job_id, status) (seekrflow_ingestion_job_files{{{f}}}))",
+                 f'sum(max by (job_id) (seekrflow_ingestion_job_files{{{f}, status="failed"}}))',
+                 f"sum by (instance) (seekrflow_ingestion_job_scrape_success{{{f}}} == bool 0)",
+                 f"seekrflow_ingestion_job_duration_seconds{{{f}}}",
+                 f"sum(job_id:seekrflow_ingestion_job_files_finished:sum{{{f}}})",
+                 "quantile(0.5, max by (job_id) (seekrflow_ingestion_job_duration_seconds and on (job_id) "
+                 "(seekrflow_ingestion_job_status == 1)))"):
+        assert duplicate_exporter_problems(safe) == [], safe
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_aggregations_over_jobs_take_one_value_per_job_first(name):
+    problems = {(item["title"], target["refId"]): duplicate_exporter_problems(target["expr"])
+                for item in data_panels(load(name)) for target in item["targets"]}
+    assert {key: found for key, found in problems.items() if found} == {}
+
+
 def job_detail_data_links(dashboard: dict, panel_title: str) -> list[str]:
     """The URLs of the data links on the job_id column of a table."""
     table = next(item for item in data_panels(dashboard) if item["title"] == panel_title)
@@ -417,3 +526,108 @@ def test_alert_annotation_shows_the_firing_alert(live, name):
         row["metric"]["alertname"] == "SeekrFlowJobFailed" for row in rows))
     assert ("SeekrFlowJobFailed", live.failed_job) in {
         (row["metric"]["alertname"], row["metric"].get("job_id")) for row in rows}
+
+
+# --- two exporters on the same jobs, live -----------------------------------------------------
+
+@pytest.fixture(scope="module")
+def replicas():
+    """Two exporters watching the same finished jobs, seen by two Prometheus: `single` scrapes one
+    exporter, `double` scrapes both (as two instances of one scrape job, as replicas run).
+
+    The jobs ended an hour before the simulator's frozen clock, so both exporters report the same
+    values at every scrape and the two Prometheus can be compared value for value.
+    """
+    now = time.time()
+    world = SimulatedWorld(jobs=3, files_per_job=5, seed=9, fail_records=1, staggered=False, started_at=now - 3600)
+    jobs = world.job_ids()
+    rules = sorted((REPO / "prometheus" / "rules").glob("*.rules.yml"))
+    with contextlib.ExitStack() as stack:
+        simulator = stack.enter_context(SimulatorServer(world, api_key="replica-test-key", clock=lambda: now))
+        config = {"api": {"base_url": simulator.url}, "jobs": jobs}
+        first = stack.enter_context(ExporterProcess(config, "replica-test-key"))
+        second = stack.enter_context(ExporterProcess(config, "replica-test-key"))
+        single = stack.enter_context(PrometheusServer(scrape_configs=[scrape_config("seekrflow", first.url)],
+                                                      rule_files=rules))
+        double = stack.enter_context(PrometheusServer(
+            scrape_configs=[scrape_config("seekrflow", first.url, second.url)], rule_files=rules))
+        # Every job fetched, by every exporter each Prometheus scrapes, and the per-job rules evaluated.
+        for prometheus, exporters in ((single, 1), (double, 2)):
+            prometheus.wait_for("seekrflow_ingestion_job_scrape_success == 1",
+                                lambda rows, n=len(jobs) * exporters: len(rows) == n)
+            prometheus.wait_for("job_id:seekrflow_ingestion_job_files_finished:sum",
+                                lambda rows, n=len(jobs): len(rows) == n)
+        yield Replicas(world, now, single, double)
+
+
+class Replicas:
+    def __init__(self, world, now: float, single, double):
+        self.world = world
+        self.now = now
+        self.single = single
+        self.double = double
+        self.jobs = world.job_ids()
+        self.at = time.time()  # one evaluation time for both Prometheus
+
+    def substitute(self, expr: str) -> str:
+        return expr.replace("$job_id", "(" + "|".join(self.jobs) + ")").replace("$__rate_interval", RATE_INTERVAL)
+
+    def answer(self, prometheus, expr: str) -> dict[frozenset, str]:
+        """An instant query at the common time, as {labels: value}."""
+        return {frozenset(row["metric"].items()): row["value"][1]
+                for row in prometheus.query(self.substitute(expr), time=self.at)}
+
+
+def test_own_labels_of_the_duplicate_check_are_the_exporters(live):
+    """OWN_LABELS names every per-job series with labels besides job_id, and exactly those labels,
+    as Prometheus stored them from the exporter (less the target labels job and instance)."""
+    def stored() -> dict[str, set[str]]:
+        response = requests.get(f"{live.prometheus.url}/api/v1/series",
+                                params={"match[]": '{__name__=~"seekrflow_ingestion_.+"}'}, timeout=10)
+        assert response.status_code == 200, response.text
+        labels: dict[str, set[str]] = {}
+        for series in response.json()["data"]:
+            labels.setdefault(series.pop("__name__"), set()).update(set(series) - {"job_id", "job", "instance"})
+        return {name: own for name, own in labels.items() if own}
+
+    with contextlib.suppress(AssertionError):  # the assertion below names the difference
+        wait_until(lambda: stored() == OWN_LABELS, timeout=20, interval=0.5, what="every per-job series")
+    assert stored() == OWN_LABELS
+
+
+def test_two_exporters_on_the_same_jobs_double_nothing_on_jobs_by_status(replicas):
+    [target] = next(item for item in data_panels(load("overview.json")) if item["title"] == "Jobs by status")["targets"]
+    statuses = collections.Counter(replicas.world.job_response(job, replicas.now)["status"]
+                                   for job in replicas.jobs)
+    expected = {status: statuses[status] for status in ("queued", "running", "completed", "failed")}
+    assert sum(expected.values()) == 3
+    for prometheus in (replicas.single, replicas.double):
+        assert {dict(labels)["status"]: float(value) for labels, value in
+                replicas.answer(prometheus, target["expr"]).items()} == expected
+    # The duplicates are really there: summed raw, the second exporter doubles every job.
+    assert {dict(labels)["status"]: float(value) for labels, value in replicas.answer(
+        replicas.double, "sum by (status) (seekrflow_ingestion_job_status)").items()} == {
+        status: 2 * count for status, count in expected.items()}
+
+
+EMPTY_ON_FINISHED_JOBS = {
+    "overview.json": {("Unfinished jobs against the usual run time", "A"), ("Queue positions per job", "A"),
+                      ("Queue positions per job", "B")},
+    "job-detail.json": {("Queue position", "A"), ("Queue position", "B"), ("File records", "B")},
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMPTY_ON_FINISHED_JOBS))
+def test_two_exporters_on_the_same_jobs_show_what_one_shows(replicas, name):
+    """Every query over the exporter's per-job series answers the same with a second exporter."""
+    compared = {}
+    for item in data_panels(load(name)):
+        for target in item["targets"]:
+            if RAW_JOB_SERIES.search(target["expr"]):
+                one, two = (replicas.answer(prometheus, target["expr"])
+                            for prometheus in (replicas.single, replicas.double))
+                assert two == one, (item["title"], target["refId"])
+                compared[(item["title"], target["refId"])] = len(one)
+    # The rest have rows to compare. Empty by design on these finished jobs: nothing is queued or
+    # unfinished, so there is no queue position and no unfinished job to compare with the others.
+    assert {key for key, rows in compared.items() if not rows} == EMPTY_ON_FINISHED_JOBS[name]
