@@ -89,6 +89,7 @@ class JobPoller:
         self._listing = _Listing()
         self._refresh_lock = threading.Lock()
         self._closed = False
+        self._previous: JobPoller | None = None
         self._refreshed_at: float | None = None
         self._api_up: bool | None = None
         self._result = ScrapeResult(tuple(JobSnapshot(j, None, False) for j in self._configured), None)
@@ -102,24 +103,10 @@ class JobPoller:
     def take_over(self, previous: "JobPoller") -> None:
         """Continue from what ``previous`` knew (same API, reloaded settings): no cold start.
 
-        If ``previous`` is busy refreshing for more than a moment, this one starts cold instead.
+        The copy waits for the first scrape: ``previous`` may be in the middle of one, and the
+        reload must not wait for it.
         """
-        if not previous._refresh_lock.acquire(timeout=1.0):
-            return
-        try:
-            self._listing = _Listing(previous._listing.job_ids, previous._listing.ok, previous._listing.next_read)
-            if self._discovery is None:
-                self._listing = _Listing()
-            self._api_up = previous._api_up
-            for job_id in self.job_ids:
-                old = previous._states.get(job_id)
-                if old is not None:
-                    # Its request belongs to the old pool; the next round asks again if due.
-                    self._states[job_id] = _JobState(old.job, old.data_from, old.last_success, old.error,
-                                                     old.error_from, old.retry_at)
-            self._result = previous._result
-        finally:
-            previous._refresh_lock.release()
+        self._previous = previous
 
     def scrape(self, deadline: float) -> ScrapeResult:
         """The freshest result obtainable by ``deadline`` (a ``monotonic`` time)."""
@@ -128,27 +115,52 @@ class JobPoller:
         try:
             if self._closed:
                 return self._result  # replaced by a reload while this scrape waited
+            if self._previous is not None:
+                self._copy_from_previous(deadline)
             now = self._monotonic()
             if self._refreshed_at is None or now - self._refreshed_at >= self._settings.cache_ttl:
                 self._refresh(deadline)
                 self._refreshed_at = self._monotonic()
             return self._result
         finally:
-            if self._closed:
-                self._shut_down()
-            self._refresh_lock.release()
+            self._release()
 
     def close(self) -> None:
         """Stop; a scrape still refreshing finishes first, without making whoever closes wait."""
         self._closed = True
         if self._refresh_lock.acquire(blocking=False):
+            self._release()
+
+    def _release(self) -> None:
+        # Whoever releases the lock last after close() shuts down, so a close that came while a
+        # scrape held the lock is never lost.
+        self._refresh_lock.release()
+        if self._closed and self._refresh_lock.acquire(blocking=False):
             try:
                 self._shut_down()
             finally:
                 self._refresh_lock.release()
 
+    def _copy_from_previous(self, deadline: float) -> None:
+        previous, self._previous = self._previous, None
+        if not previous._refresh_lock.acquire(timeout=max(deadline - self._monotonic(), 0.0)):
+            return  # still busy at our deadline: start cold rather than miss it
+        try:
+            if self._discovery is not None:
+                old = previous._listing
+                self._listing = _Listing(old.job_ids, old.ok, old.next_read, old.failures)
+            self._api_up = previous._api_up
+            for job_id in self.job_ids:
+                old = previous._states.get(job_id)
+                if old is not None:
+                    # Its request belongs to the old pool; the next round asks again if due.
+                    self._states[job_id] = _JobState(old.job, old.data_from, old.last_success, old.error,
+                                                     old.error_from, old.retry_at)
+        finally:
+            previous._release()
+
     def _shut_down(self) -> None:
-        if self._pool is not None:
+        if self._pool is not None:  # only once
             self._pool.shutdown()
             self._client.close()
             self._pool = None
@@ -167,6 +179,7 @@ class JobPoller:
             if state.in_flight is None:
                 state.in_flight = self._pool.submit(self._client.fetch_job, job_id, self._request_timeout)
             submitted[state.in_flight] = job_id
+        unanswered = 0  # jobs with no data whose request missed the deadline
         pending = list(submitted) + ([listing] if listing is not None else [])
         done, _ = wait(pending, timeout=max(deadline - self._monotonic(), 0.0))
         if listing is not None and listing in done:
@@ -187,9 +200,11 @@ class JobPoller:
                 if future.cancel():  # never started: free its place in the pool
                     state.in_flight = None
                 if state.job is None:
+                    unanswered += 1
                     self._note_failure(job_id, state, FetchResult(job_id, None, "timeout",
                                                                   "no answer before the scrape deadline"))
-        if submitted or answered:
+        # A request still on its way for a job that has data says nothing about the API yet.
+        if answered or unanswered:
             self._api_up = key_accepted
         watched = set(self.job_ids)
         for job_id in [j for j in self._states if j not in watched]:
@@ -228,8 +243,11 @@ class JobPoller:
                 log.warning("job list failed", extra={"fields": {
                     "reason": listed.failure.reason, "detail": listed.failure.detail}})
             listing.ok, listing.failures = False, listing.failures + 1
-            wait_for = listed.failure.retry_after or LIST_RETRY_FIRST * 2 ** (listing.failures - 1)
-            listing.next_read = self._monotonic() + min(wait_for, self._discovery.interval, MAX_RETRY_AFTER)
+            if listed.failure.retry_after:
+                wait_for = min(listed.failure.retry_after, MAX_RETRY_AFTER)
+            else:
+                wait_for = min(LIST_RETRY_FIRST * 2 ** (listing.failures - 1), self._discovery.interval)
+            listing.next_read = self._monotonic() + wait_for
             return  # keep the jobs found before
         listing.ok, listing.failures = True, 0
         listing.next_read = self._monotonic() + self._discovery.interval

@@ -1,6 +1,7 @@
 """JobPoller against the simulator over HTTP, with the poller's clock in the test's hands."""
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -111,8 +112,9 @@ def test_an_answer_after_the_deadline_is_used_by_the_next_scrape(simulator):
         # From then on every round sends a request that misses its deadline, yet the job is not
         # failing: it has data, one round old, and its request is on the way.
         for _ in range(3):
-            snapshot = scrape(poller, budget=0.2)["ij-slow"]
-            assert (snapshot.fresh, snapshot.error) == (True, None)
+            result = poller.scrape(time.monotonic() + 0.2)
+            (snapshot,) = result.snapshots
+            assert (snapshot.fresh, snapshot.error, result.api_up) == (True, None, True)
     finally:
         poller.close()
 
@@ -245,3 +247,23 @@ def test_a_failing_job_list_is_asked_again_with_back_off():
     finally:
         poller.close()
         simulator.stop()
+
+
+def test_a_reload_during_a_slow_scrape_keeps_what_was_known(simulator):
+    old = poller_for(simulator, ["ij-slow", "ij-done"], cache_ttl=0.0)
+    new = poller_for(simulator, ["ij-slow", "ij-done"], cache_ttl=0.0)
+    try:
+        assert all(s.fresh for s in scrape(old).values())
+        # A scrape on the old poller is waiting on the slow job when the reload comes.
+        busy = threading.Thread(target=old.scrape, args=(time.monotonic() + 5,))
+        busy.start()
+        wait_until(lambda: simulator.job_requests["ij-slow"] == 2, what="the old poller's second request")
+        new.take_over(old)
+        old.close()
+        snapshots = scrape(new)
+        busy.join()
+        assert snapshots["ij-done"].fresh and snapshots["ij-slow"].job is not None
+        assert simulator.job_requests["ij-done"] == 1  # settled: not read again after the reload
+    finally:
+        new.close()
+        old.close()
