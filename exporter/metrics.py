@@ -154,7 +154,7 @@ def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_
         families.append(_plain("seekrflow_exporter_discovery_success",
                                "1 when the latest read of the job list succeeded, else 0.", 1.0 if ok else 0.0))
         families.append(_plain("seekrflow_exporter_discovered_jobs",
-                               "Jobs taken from the job list: unfinished, or settled within discovery.max_age.",
+                               "Jobs taken from the job list: unfinished, or ended within discovery.max_age.",
                                float(found)))
     return families
 
