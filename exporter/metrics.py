@@ -244,7 +244,8 @@ def _status_counts(live: Sequence[FileRecord], extra_limit: int) -> list[tuple[s
     result = [(status, counts.pop(status, 0)) for status in RECORD_STATUSES]
     extras = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     kept = [(s, n) for s, n in extras[:extra_limit] if s != OTHER_STATUS]
-    overflow = sum(n for s, n in extras if (s, n) not in kept)
+    kept_names = {s for s, _ in kept}
+    overflow = sum(n for s, n in extras if s not in kept_names)
     if overflow:
         kept.append((OTHER_STATUS, overflow))
     return result + sorted(kept)

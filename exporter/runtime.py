@@ -53,10 +53,6 @@ class Runtime:
     def endpoint(self) -> MetricsEndpoint:
         return self._current.endpoint
 
-    @property
-    def config(self) -> Config:
-        return self._current.config
-
     def reload(self) -> str | None:
         """Load the file again and swap it in; the one-line reason if it could not be."""
         if self._load is None:
