@@ -26,8 +26,7 @@ _RFC3339 = re.compile(
     r"(?:([Zz])|([+-])(\d\d):(\d\d))?"
 )
 
-
-_API_SHAPE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:[0-5]\d(?:\.\d{6})?Z")
+_EPOCH = datetime(1970, 1, 1)
 
 
 class InvalidResponse(ValueError):
@@ -80,9 +79,28 @@ class IngestionJob:
 
 def parse_timestamp(value: str) -> float:
     """RFC 3339 to Unix seconds; 0-9 fractional digits; no offset means UTC."""
-    if _API_SHAPE.fullmatch(value):
-        # The shape the API sends, some three times per record: the C parser is 3x faster.
-        return datetime.fromisoformat(value[:-1]).replace(tzinfo=timezone.utc).timestamp()
+    if _has_api_shape(value):
+        # The shape the API sends, some three times per record: the C parser is several times
+        # faster than the general reader, and plain character checks cost less than a regex.
+        try:
+            return (datetime.fromisoformat(value[:-1]) - _EPOCH).total_seconds()
+        except ValueError:
+            pass  # a leap second or a day that does not exist: the general reader decides
+    return parse_rfc3339(value)
+
+
+def _has_api_shape(value: str) -> bool:
+    """``2026-01-15T14:30:00Z`` or ``2026-01-15T14:30:00.123456Z``, ASCII only.
+
+    The digits themselves are left to ``fromisoformat``, which refuses anything else.
+    """
+    size = len(value)
+    return ((size == 20 or size == 27 and value[19] == ".") and value[-1] == "Z" and value[4] == "-" and value[7] == "-" and value[10] == "T" and value[13] == ":"
+            and value[16] == ":" and value.isascii())
+
+
+def parse_rfc3339(value: str) -> float:
+    """The general reader: every spelling RFC 3339 allows (and a missing offset, read as UTC)."""
     match = _RFC3339.fullmatch(value)
     if not match:
         raise ValueError(f"not an RFC 3339 timestamp: {value[:40]!r}")

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from exporter.model import InvalidResponse, parse_job, parse_timestamp
+from exporter.model import InvalidResponse, parse_job, parse_rfc3339, parse_timestamp
 
 T = 1768487400.0  # 2026-01-15T14:30:00Z
 GOOD = json.loads((Path(__file__).parent / "fixtures" / "job_running.json").read_text())
@@ -97,3 +97,39 @@ def test_the_api_shape_reads_the_same_as_any_other_spelling(moment, with_fractio
     if not with_fraction:
         expected = expected.replace(microsecond=0)
     assert parse_timestamp(api_shape) == pytest.approx(expected.timestamp(), abs=1e-6)
+
+
+def _reading(parse, text):
+    try:
+        return parse(text)
+    except ValueError:
+        return "refused"
+
+
+def _edited(text, edits):
+    for index, char in edits:
+        index %= len(text)
+        text = text[:index] + char + text[index + 1:]
+    return text
+
+
+_api_shape = st.datetimes(max_value=datetime(9999, 12, 31)).flatmap(
+    lambda m: st.sampled_from([m.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), m.strftime("%Y-%m-%dT%H:%M:%SZ")]))
+# The API's shape with a few characters changed: leap seconds, impossible days, signs, spaces,
+# commas, full-width and Arabic-Indic digits, which the general reader's \d accepts.
+_near_api_shape = st.builds(_edited, _api_shape, st.lists(
+    st.tuples(st.integers(0, 26), st.sampled_from("0123456789 +-:.,TZz\uff15\u0663")), max_size=3))
+
+
+@given(_near_api_shape)
+@example("2016-12-31T23:59:60Z")  # a leap second: fromisoformat refuses it, RFC 3339 does not
+@example("2016-12-31T23:59:60.500000Z")
+@example("2026-02-30T00:00:00Z")
+@example("2026-01-15T14:30:00,123456Z")
+@example("\uff12026-01-15T14:30:00Z")
+def test_the_fast_path_reads_exactly_what_the_general_reader_reads(text):
+    fast, general = _reading(parse_timestamp, text), _reading(parse_rfc3339, text)
+    if general == "refused":
+        assert fast == "refused"
+    else:
+        assert fast == pytest.approx(general, abs=1e-6)
