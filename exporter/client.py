@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Callable
 from datetime import timezone
 from email.utils import parsedate_to_datetime
@@ -20,33 +20,12 @@ from prometheus_client import Counter
 
 from . import __version__
 from .config import ApiConfig
-from .model import IngestionJob, InvalidResponse, parse_job, parse_timestamp
+from .model import InvalidResponse, parse_job, parse_timestamp
+from .results import FetchResult, ListResult
 
 # Bodies above this size are refused: a real job answer is far smaller, and a runaway body must not
 # take the exporter's memory with it.
 MAX_BODY_BYTES = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    job_id: str
-    job: IngestionJob | None
-    reason: str | None = None
-    detail: str | None = None
-    # The HTTP status if the API answered at all; None for timeouts and connection errors.
-    http_status: int | None = None
-    # Seconds the API asked us to wait (Retry-After on a 429 or 503) before asking again.
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True)
-class ListResult:
-    """The job list: the jobs that parsed, the reason of each listed job that did not, or a failure."""
-
-    jobs: tuple[IngestionJob, ...] = ()
-    # {job id: (why its body is unusable, its created_at if that much could be read)}
-    invalid: dict[str, tuple[str, float | None]] = field(default_factory=dict)
-    failure: FetchResult | None = None
 
 
 class SeekrFlowClient:

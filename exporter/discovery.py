@@ -9,9 +9,9 @@ not be configured are not taken from the list either.
 
 from __future__ import annotations
 
-from .client import ListResult
 from .config import JOB_ID_PATTERN
 from .model import IngestionJob
+from .results import ListResult
 
 
 def watched_jobs(listed: ListResult, now: float, max_age: float) -> tuple[list[IngestionJob], dict[str, str]]:

@@ -22,6 +22,7 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 
 from .config import MetricsConfig
 from .model import JOB_STATUSES, RECORD_STATUSES, FileRecord, IngestionJob, JobSnapshot
+from .results import DiscoveryStatus
 
 OTHER_STATUS = "other"
 _PREFIX = "seekrflow_ingestion_"
@@ -139,8 +140,8 @@ def build_job_families(snapshots: Iterable[JobSnapshot], now: float, settings: M
 
 
 def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_budget: float,
-                            discovery: tuple[bool | None, int] | None = None) -> list[Metric]:
-    """The exporter's view of this scrape; ``discovery`` is (list read ok, jobs found) when on."""
+                            discovery: DiscoveryStatus | None = None) -> list[Metric]:
+    """The exporter's view of this scrape; ``discovery`` only when discovery is on."""
     families = [
         _plain("seekrflow_up", "1 when the SeekrFlow API answered with the key accepted, else 0.",
                1.0 if api_up else 0.0),
@@ -150,12 +151,12 @@ def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_
                "Time this scrape allowed itself for fetching the jobs.", scrape_budget),
     ]
     if discovery is not None:
-        ok, found = discovery
         families.append(_plain("seekrflow_exporter_discovery_success",
-                               "1 when the latest read of the job list succeeded, else 0.", 1.0 if ok else 0.0))
+                               "1 when the latest read of the job list succeeded, else 0.",
+                               1.0 if discovery.ok else 0.0))
         families.append(_plain("seekrflow_exporter_discovered_jobs",
                                "Jobs taken from the job list: unfinished, or ended within discovery.max_age.",
-                               float(found)))
+                               float(discovery.job_count)))
     return families
 
 

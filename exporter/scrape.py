@@ -22,11 +22,12 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .client import FetchResult, ListResult, SeekrFlowClient
+from .client import SeekrFlowClient
 from .config import ApiConfig, DiscoveryConfig, ScrapeConfig
 from .discovery import watched_jobs
 from .model import IngestionJob, JobSnapshot
 from .pool import FetchPool
+from .results import DiscoveryStatus, FetchResult, ListResult, ScrapeResult
 
 log = logging.getLogger("seekrflow_exporter.scrape")
 
@@ -34,20 +35,6 @@ log = logging.getLogger("seekrflow_exporter.scrape")
 MAX_RETRY_AFTER = 600.0
 # After a failed read of the job list, wait this long, doubling per failure, up to the interval.
 LIST_RETRY_FIRST = 10.0
-
-
-@dataclass(frozen=True)
-class DiscoveryStatus:
-    ok: bool | None  # None until the list was first read
-    job_count: int
-
-
-@dataclass(frozen=True)
-class ScrapeResult:
-    snapshots: tuple[JobSnapshot, ...]
-    # Whether the API answered with the key accepted; None until anything was asked.
-    api_up: bool | None
-    discovery: DiscoveryStatus | None = None
 
 
 @dataclass
@@ -186,7 +173,7 @@ class JobPoller:
             self._listing.in_flight = None
             started, listed = listing.result()
             answered += 1
-            key_accepted = key_accepted or listed.failure is None or _key_accepted(listed.failure)
+            key_accepted = key_accepted or listed.key_accepted
             self._accept_list(started, listed)
         for future, job_id in submitted.items():
             state = self._states[job_id]
@@ -194,7 +181,7 @@ class JobPoller:
                 state.in_flight = None
                 started, result = future.result()
                 answered += 1
-                key_accepted = key_accepted or _key_accepted(result)
+                key_accepted = key_accepted or result.key_accepted
                 self._apply(job_id, started, result)
             else:
                 if future.cancel():  # never started: free its place in the pool
@@ -221,7 +208,7 @@ class JobPoller:
                 started, result = state.in_flight.result()
                 state.in_flight = None
                 count += 1
-                key_accepted = key_accepted or _key_accepted(result)
+                key_accepted = key_accepted or result.key_accepted
                 self._apply(job_id, started, result)
         return count, key_accepted
 
@@ -303,7 +290,3 @@ class JobPoller:
         return JobSnapshot(job_id, job, fresh=state.error is None and job is not None,
                            error=state.error, last_success=state.last_success)
 
-
-def _key_accepted(result: FetchResult) -> bool:
-    status = result.http_status
-    return status is not None and status < 500 and status not in (401, 403)

@@ -53,10 +53,9 @@ class MetricsEndpoint:
         budget = self.budget(timeout_header)
         result = self._poller.scrape(started + budget)
         families = build_job_families(result.snapshots, self._wall_clock(), self._settings)
-        discovery = result.discovery
         families += build_exporter_families(
             api_up=result.api_up, scrape_duration=self._monotonic() - started, scrape_budget=budget,
-            discovery=None if discovery is None else (discovery.ok, discovery.job_count))
+            discovery=result.discovery)
         return families + list(self._own_metrics.collect())
 
     @property

@@ -241,6 +241,7 @@ def test_empty_status_strings_become_unknown():
 
 def test_exporter_families_without_and_with_discovery():
     from exporter.metrics import build_exporter_families
+    from exporter.results import DiscoveryStatus
 
     plain = samples_of(build_exporter_families(api_up=True, scrape_duration=0.25, scrape_budget=9.5))
     assert plain == {
@@ -249,10 +250,10 @@ def test_exporter_families_without_and_with_discovery():
         ("seekrflow_exporter_scrape_timeout_seconds", frozenset()): 9.5,
     }
     never_asked = samples_of(build_exporter_families(api_up=None, scrape_duration=0.0, scrape_budget=1.0,
-                                                     discovery=(None, 0)))
+                                                     discovery=DiscoveryStatus(None, 0)))
     assert value(never_asked, "seekrflow_up") == 0
     assert value(never_asked, "seekrflow_exporter_discovery_success") == 0
     assert value(never_asked, "seekrflow_exporter_discovered_jobs") == 0
     found = samples_of(build_exporter_families(api_up=True, scrape_duration=0.0, scrape_budget=1.0,
-                                               discovery=(True, 12)))
+                                               discovery=DiscoveryStatus(True, 12)))
     assert (value(found, "seekrflow_exporter_discovery_success"), value(found, "seekrflow_exporter_discovered_jobs")) == (1, 12)

@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from exporter.client import SeekrFlowClient
 from exporter.config import ApiConfig, DiscoveryConfig, ScrapeConfig
-from exporter.scrape import DiscoveryStatus, JobPoller
+from exporter.results import DiscoveryStatus
+from exporter.scrape import JobPoller
 from exporter.simulator import SimulatedWorld, SimulatorServer
 from harness import wait_until
 
