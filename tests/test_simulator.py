@@ -151,7 +151,7 @@ def test_unknown_jobs_and_paths_are_404(simulator):
                  "/v1/flow/ingestion/..%2F..%2Fdata-jobs"):
         response = _get(simulator.url + path)
         assert (response.status_code, list(response.json())) == (404, ["detail"])
-    for path in ("/v1/flow/data-jobs", "/v1/flow/ingestion/a/b", "/", "/v1/flow/ingestion/"):
+    for path in ("/v1/flow/data-job", "/v1/flow/ingestion/a/b", "/", "/v1/flow/ingestion/"):
         assert (_get(simulator.url + path).status_code, _get(simulator.url + path).json()) \
             == (404, {"detail": "Not Found"})
     assert requests.post(simulator.url + LIST_ROUTES[1], data="x", timeout=10).status_code == 405

@@ -1,6 +1,7 @@
 """Run the SeekrFlow API simulator: ``python -m exporter.simulator`` or ``seekrflow-simulator``.
 
-Prints the base URL, then one job ID per line, on stdout (a script can build a config from it).
+Prints the base URL, then one job ID per line, then one data job ID per line, on stdout (a script
+can build a config from it).
 The API key comes from SEEKR_API_KEY, never from the command line; when it is not set, one is
 generated and shown once on stderr. Ctrl-C or SIGTERM stops it cleanly (exit 0).
 """
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 
+from .datajobs import SimulatedDataJobs
 from .server import SimulatorServer, parse_fault
 from .world import SimulatedWorld
 
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             started_at=time.time(), workers=args.workers, fail_records=args.fail_records,
             stalled_jobs=args.stall_job, staggered=not args.no_stagger,
         )
+        data_jobs = SimulatedDataJobs(world, args.data_jobs, seed=args.seed)
     except ValueError as error:
         parser.error(str(error))
 
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: SEEKR_API_KEY is not set; generated API key: {api_key}", file=sys.stderr)
 
     server = SimulatorServer(
-        world, api_key, latency=args.latency, faults=faults, fixtures=fixtures,
+        world, api_key, latency=args.latency, faults=faults, fixtures=fixtures, data_jobs=data_jobs,
         access_log=args.access_log,
     )
     stop = threading.Event()
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         job_ids = world.job_ids() + [job_id for job_id in fixtures if job_id not in world.job_ids()]
-        print(url, *job_ids, sep="\n", flush=True)
+        print(url, *job_ids, *data_jobs.ids(), sep="\n", flush=True)
         stop.wait()
     finally:
         server.stop()
@@ -75,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
         help="address to listen on; port 0 picks a free one (default %(default)s)")
     add("--jobs", type=int, default=5, help="number of ingestion jobs (default %(default)s)")
     add("--files-per-job", type=int, default=12, help="file records per job (default %(default)s)")
+    add("--data-jobs", type=int, default=0, metavar="N",
+        help="data jobs grouping the ingestion jobs round-robin (default %(default)s)")
     add("--speed", type=float, default=1.0,
         help="simulated seconds per real second (default %(default)s)")
     add("--seed", type=int, default=1, help="seed of the generated world (default %(default)s)")

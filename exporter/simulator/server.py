@@ -5,13 +5,19 @@ Routes (GET):
     /v1/flow/ingestion/{id}             one job (the current endpoint, same body)
     /v1/flow/alignment/ingestion        every job: {"object": "list", "data": [...]}
     /v1/flow/ingestion                  the same list
+    /v1/flow/data-jobs                  data jobs, a page: ?limit=1..100 (25)&offset=0&sort_by=&sort_order=&job_type=
+    /v1/flow/data-jobs/{id}             one data job with its ingestion jobs and their records
 
 Like the FastAPI backend it imitates, an unknown path is a 404 before any key check; on a known
 path a missing or wrong ``Authorization`` header (the bare key, no ``Bearer``) is a 401, then an
 unknown job is a 404. Error bodies are ``{"detail": "..."}``; none of them repeats the key.
 
-A job's body comes from ``fixtures`` (served verbatim) before the world. ``faults`` replace the
-answer for a job on the single-job routes only; the lists always hold the healthy bodies. A fault
+A job's body comes from ``fixtures`` (served verbatim) before the world; a data job's from
+``data_job_fixtures`` before ``data_jobs`` (no data jobs: an empty list). The data-job list has no
+total and no next link, like the API: a client reads pages until one is short. A bad query
+parameter is a 422 with FastAPI's ``{"detail": [{"loc": ["query", name], ...}]}``.
+``faults`` replace the answer for a job (or data job) on the single-job routes only; the lists
+always hold the healthy bodies. A fault
 also makes its job ID known, so a fault can be set for an ID that nothing else serves (a body fault
 then breaks a minimal queued body).
 """
@@ -24,14 +30,18 @@ import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Mapping
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
+from .datajobs import JOB_TYPES, SimulatedDataJobs, summary_of
 from .world import SimulatedWorld, format_timestamp
 
-JOB_PATHS = ("/v1/flow/alignment/ingestion/", "/v1/flow/ingestion/")
-LIST_PATHS = ("/v1/flow/alignment/ingestion", "/v1/flow/ingestion")
+DATA_JOB_PATH = "/v1/flow/data-jobs/"
+DATA_JOBS_PATH = "/v1/flow/data-jobs"
+JOB_PATHS = ("/v1/flow/alignment/ingestion/", "/v1/flow/ingestion/", DATA_JOB_PATH)
+LIST_PATHS = ("/v1/flow/alignment/ingestion", "/v1/flow/ingestion", DATA_JOBS_PATH)
 UNKNOWN_PATH = "<unknown>"
 
 FAULT_STATUS = {
@@ -73,6 +83,8 @@ class SimulatorServer:
         latency: float = 0.0,
         faults: Mapping[str, str] | None = None,
         fixtures: Mapping[str, dict] | None = None,
+        data_jobs: SimulatedDataJobs | None = None,
+        data_job_fixtures: Mapping[str, dict] | None = None,
         clock: Callable[[], float] = time.time,
         access_log: bool = False,
     ) -> None:
@@ -86,6 +98,8 @@ class SimulatorServer:
         self._api_key = api_key
         self._faults = {job_id: parse_fault(kind) for job_id, kind in (faults or {}).items()}
         self._fixtures = dict(fixtures or {})
+        self.data_jobs = data_jobs
+        self._data_job_fixtures = dict(data_job_fixtures or {})
         self._counts: Counter[str] = Counter()
         self._job_counts: Counter[str] = Counter()
         self._team_counts: Counter[str] = Counter()
@@ -167,23 +181,28 @@ class SimulatorServer:
         if authorization != self._api_key:
             return _detail(401, "Invalid API key")
         now = self.clock()
+        if template == DATA_JOBS_PATH:
+            return self._data_job_page(urlsplit(path).query, now)
         if job_id is None:
             return 200, _json({"object": "list", "data": self._all_jobs(now)})
-        return self._answer_job(job_id, now)
+        if template == DATA_JOB_PATH + "{id}":
+            return self._answer_job(job_id, now, self._data_job_body, "Data job")
+        return self._answer_job(job_id, now, self._job_body, "Ingestion job")
 
-    def _answer_job(self, job_id: str, now: float) -> tuple[int, bytes]:
+    def _answer_job(self, job_id: str, now: float, body_of: Callable[[str, float], dict | None],
+                    kind: str) -> tuple[int, bytes]:
         fault, seconds = self._faults.get(job_id, (None, 0.0))
         if fault in FAULT_STATUS:
             return _detail(*FAULT_STATUS[fault])
         if fault == "slow":
             self._pause(seconds)
             now = self.clock()
-        body = self._job_body(job_id, now)
+        body = body_of(job_id, now)
         if body is None and fault in BODY_FAULTS:
             body = {"id": job_id, "created_at": format_timestamp(round(now * 1e6)),
                     "status": "queued", "output_files": [], "file_records": []}
         if body is None:
-            return _detail(404, f"Ingestion job {job_id} not found")
+            return _detail(404, f"{kind} {job_id} not found")
         if fault == "bad_json":
             text = _json(body)
             return 200, text[: max(1, len(text) // 2)]
@@ -204,9 +223,90 @@ class SimulatorServer:
         ids += [job_id for job_id in self._fixtures if job_id not in ids]
         return [self._job_body(job_id, now) for job_id in ids]
 
+    def _data_job_body(self, data_job_id: str, now: float) -> dict | None:
+        if data_job_id in self._data_job_fixtures:
+            return self._data_job_fixtures[data_job_id]
+        return None if self.data_jobs is None else self.data_jobs.detail(data_job_id, now)
+
+    def _data_job_page(self, query: str, now: float) -> tuple[int, bytes]:
+        try:
+            page = _DataJobQuery.parse(query)
+        except _QueryError as err:
+            return 422, _json({"detail": [err.detail]})
+        ids = [] if self.data_jobs is None else self.data_jobs.ids()
+        ids += [i for i in self._data_job_fixtures if i not in ids]
+        items = [summary_of(self._data_job_body(i, now)) for i in ids]
+        if page.job_type is not None:
+            items = [item for item in items if item.get("job_type") == page.job_type]
+        # Ties (and the rest) by id, so pages never overlap or skip an item.
+        items.sort(key=lambda item: str(item.get("id")), reverse=page.descending)
+        items.sort(key=lambda item: str(item.get(page.sort_by)), reverse=page.descending)
+        return 200, _json({"object": "list", "data": items[page.offset: page.offset + page.limit]})
+
     def _pause(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)
+
+
+class _QueryError(ValueError):
+    def __init__(self, detail: dict) -> None:
+        super().__init__(detail["msg"])
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class _DataJobQuery:
+    """The list's query parameters as the API validates them (SDK ``DataJobListQuery``)."""
+
+    limit: int = 25
+    offset: int = 0
+    sort_by: str = "created_at"
+    descending: bool = True
+    job_type: str | None = None
+
+    @classmethod
+    def parse(cls, query: str) -> "_DataJobQuery":
+        values = {name: given[-1] for name, given in parse_qs(query, keep_blank_values=True).items()}
+        limit = _int_param(values, "limit", cls.limit, 1, 100)
+        offset = _int_param(values, "offset", cls.offset, 0, None)
+        sort_by = _enum_param(values, "sort_by", cls.sort_by, ("name", "created_at", "job_type"))
+        order = _enum_param(values, "sort_order", "desc", ("asc", "desc"))
+        job_type = _enum_param(values, "job_type", None, JOB_TYPES)
+        return cls(limit, offset, sort_by, order == "desc", job_type)
+
+
+def _int_param(values: dict, name: str, default: int, low: int, high: int | None) -> int:
+    raw = values.get(name)
+    if raw is None:
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        raise _QueryError(_problem("int_parsing", name, "Input should be a valid integer", raw)) from None
+    if number < low:
+        raise _QueryError(_problem("greater_than_equal", name, f"Input should be greater than or equal to {low}",
+                                   raw, {"ge": low}))
+    if high is not None and number > high:
+        raise _QueryError(_problem("less_than_equal", name, f"Input should be less than or equal to {high}",
+                                   raw, {"le": high}))
+    return number
+
+
+def _enum_param(values: dict, name: str, default: str | None, allowed: tuple[str, ...]) -> str | None:
+    raw = values.get(name)
+    if raw is None:
+        return default
+    if raw not in allowed:
+        expected = ", ".join(f"'{a}'" for a in allowed)
+        raise _QueryError(_problem("enum", name, f"Input should be {expected}", raw, {"expected": expected}))
+    return raw
+
+
+def _problem(kind: str, name: str, message: str, raw: str, ctx: dict | None = None) -> dict:
+    problem = {"type": kind, "loc": ["query", name], "msg": message, "input": raw}
+    if ctx:
+        problem["ctx"] = ctx
+    return problem
 
 
 def _route(path: str) -> tuple[str, str | None]:
@@ -233,6 +333,9 @@ def _detail(status: int, message: str) -> tuple[int, bytes]:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops SYNs when a pool of clients connects at once, and
+    # each dropped one waits a second or more to retry.
+    request_queue_size = 128
     # Idle keep-alive connections would make server_close() wait; stop() closes them instead.
     block_on_close = False
 
