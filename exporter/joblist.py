@@ -1,0 +1,89 @@
+"""Discovery's reads of the job list: when to read it, what the last read gave, and back-off.
+
+The list is read every ``discovery.interval``. After a failed read it is asked again sooner: 10 s,
+doubling per failure, at most the interval; a Retry-After wins (at most ``MAX_RETRY_AFTER``). A
+failed read keeps the jobs found before. Which listed jobs are watched is discovery.py's choice.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import DiscoveryConfig
+from .discovery import watched_jobs
+from .jobstate import MAX_RETRY_AFTER
+from .model import IngestionJob
+from .results import DiscoveryStatus, ListResult
+
+log = logging.getLogger("seekrflow_exporter.scrape")
+
+# After a failed read of the job list, wait this long, doubling per failure, up to the interval.
+LIST_RETRY_FIRST = 10.0
+
+
+@dataclass(frozen=True)
+class KnownList:
+    """What the job list carries over a reload; its request in flight belongs to the old poller."""
+
+    job_ids: tuple[str, ...]
+    ok: bool | None
+    next_read: float | None
+    failures: int
+
+
+class JobList:
+    def __init__(self, settings: DiscoveryConfig, known: KnownList | None = None):
+        self._settings = settings
+        self.job_ids: tuple[str, ...] = ()
+        self._ok: bool | None = None
+        self._next_read: float | None = None  # monotonic; None: read at the next round
+        self._failures = 0
+        if known is not None:
+            self.job_ids, self._ok, self._next_read, self._failures = (
+                known.job_ids, known.ok, known.next_read, known.failures)
+        self._in_flight: Future | None = None
+
+    @property
+    def status(self) -> DiscoveryStatus:
+        return DiscoveryStatus(self._ok, len(self.job_ids))
+
+    def known(self) -> KnownList:
+        return KnownList(self.job_ids, self._ok, self._next_read, self._failures)
+
+    def request(self, now: float, submit: Callable[[], Future]) -> Future | None:
+        """This round's list request: the one still on its way, a new one when due, else None."""
+        if self._in_flight is None:
+            if self._next_read is not None and now < self._next_read:
+                return None
+            self._in_flight = submit()
+        return self._in_flight
+
+    def answered(self) -> None:
+        """The request returned by ``request`` has been taken; the next read needs a new one."""
+        self._in_flight = None
+
+    def accept(self, listed: ListResult, now: float, wall_now: float,
+               ) -> tuple[list[IngestionJob], dict[str, str]] | None:
+        """Take one read of the list (at monotonic ``now``); what to watch from it, or None if it failed."""
+        if listed.failure is not None:
+            if self._ok is not False:
+                log.warning("job list failed", extra={"fields": {
+                    "reason": listed.failure.reason, "detail": listed.failure.detail}})
+            self._ok, self._failures = False, self._failures + 1
+            if listed.failure.retry_after:
+                wait_for = min(listed.failure.retry_after, MAX_RETRY_AFTER)
+            else:
+                wait_for = min(LIST_RETRY_FIRST * 2 ** (self._failures - 1), self._settings.interval)
+            self._next_read = now + wait_for
+            return None  # keep the jobs found before
+        self._ok, self._failures = True, 0
+        self._next_read = now + self._settings.interval
+        jobs, invalid = watched_jobs(listed, wall_now, self._settings.max_age)
+        previous = set(self.job_ids)
+        self.job_ids = tuple(sorted({job.id for job in jobs} | set(invalid)))
+        if set(self.job_ids) != previous:
+            log.info("job list read", extra={"fields": {"discovered": len(self.job_ids)}})
+        return jobs, invalid
