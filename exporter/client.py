@@ -51,12 +51,13 @@ class SeekrFlowClient:
     def fetch_job(self, job_id: str, timeout: float) -> FetchResult:
         """GET one job, taking at most about ``timeout`` seconds; every failure becomes a result."""
         return self._call(self.job_url(job_id), self._api.path_template, job_id, timeout,
-                          lambda payload, status: FetchResult(job_id, parse_job(payload), http_status=status))
+                          lambda payload, status: FetchResult(
+                              job_id, parse_job(payload, self._api.terminal_record_statuses), http_status=status))
 
     def list_jobs(self, timeout: float) -> ListResult:
         """GET every job of the caller in one answer (the API has no paging)."""
         outcome = self._call(self._api.base_url + self._api.list_path, self._api.list_path, "", timeout,
-                             lambda payload, status: _parse_list(payload))
+                             lambda payload, status: _parse_list(payload, self._api.terminal_record_statuses))
         return outcome if isinstance(outcome, ListResult) else ListResult(failure=outcome)
 
     def _call(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any]):
@@ -115,14 +116,14 @@ class SeekrFlowClient:
         self._session.close()
 
 
-def _parse_list(payload: Any) -> ListResult:
+def _parse_list(payload: Any, terminal_statuses: frozenset[str]) -> ListResult:
     """One bad job in the list fails that job, not the list."""
     if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
         raise InvalidResponse('expected {"object": "list", "data": [...]}')
     jobs, invalid = [], {}
     for item in payload["data"]:
         try:
-            jobs.append(parse_job(item))
+            jobs.append(parse_job(item, terminal_statuses))
         except InvalidResponse as err:
             job_id = item.get("id") if isinstance(item, dict) else None
             if isinstance(job_id, str) and job_id:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from .model import DEFAULT_TERMINAL_RECORD_STATUSES, MAX_STATUS_LENGTH
+
 DEFAULT_BASE_URL = "https://flow.seekr.com"
 
 # Path templates of the two "get one ingestion job" endpoints, keyed by the config value, and of
@@ -59,6 +61,8 @@ class ApiConfig:
     team_id: str | None = None
     request_timeout: float = 10.0
     max_concurrency: int = 8
+    # A record in one of these statuses has ended, even without completed_at or failed_at.
+    terminal_record_statuses: frozenset[str] = DEFAULT_TERMINAL_RECORD_STATUSES
 
     @property
     def path_template(self) -> str:
@@ -152,7 +156,7 @@ def build_config(raw: Any, environ: Mapping[str, str]) -> Config:
 
 
 def _api(raw: Any, environ: Mapping[str, str]) -> ApiConfig:
-    keys = {"base_url", "endpoint", "api_key_file", "team_id", "timeout", "max_concurrency"}
+    keys = {"base_url", "endpoint", "api_key_file", "team_id", "timeout", "max_concurrency", "terminal_record_statuses"}
     section = _section(raw, "api", keys)
     base_url = _optional_str(section, "api.base_url") or environ.get("SEEKR_BASE_URL") or DEFAULT_BASE_URL
     where = "api.base_url" if "base_url" in section else "SEEKR_BASE_URL"
@@ -169,7 +173,22 @@ def _api(raw: Any, environ: Mapping[str, str]) -> ApiConfig:
         team_id=_team_id(section, environ),
         request_timeout=_timeout(section, "api.timeout", ApiConfig.request_timeout),
         max_concurrency=_positive_int(section, "api.max_concurrency", ApiConfig.max_concurrency, 256),
+        terminal_record_statuses=_statuses(section, "api.terminal_record_statuses", DEFAULT_TERMINAL_RECORD_STATUSES),
     )
+
+
+def _statuses(section: dict, path: str, default: frozenset[str]) -> frozenset[str]:
+    value = section.get(path.rsplit(".", 1)[-1])
+    if value is None:
+        return default
+    if not isinstance(value, list):
+        raise ConfigError(path, f"must be a list of record statuses, got {_show(value)}")
+    for index, status in enumerate(value):
+        # Compared with the status as the exporter keeps it: cut to MAX_STATUS_LENGTH characters.
+        if not isinstance(status, str) or not status or len(status) > MAX_STATUS_LENGTH:
+            raise ConfigError(f"{path}[{index}]", f"must be a status string of 1 to {MAX_STATUS_LENGTH} characters, "
+                                                  f"got {_show(status)}")
+    return frozenset(value)
 
 
 def _api_key(section: dict, environ: Mapping[str, str]) -> str:

@@ -177,7 +177,8 @@ def _add_job(f: _JobFamilies, job_id: str, job: IngestionJob, now: float, settin
         f.files.add_metric([job_id, status], float(count))
     f.deleted.add_metric([job_id], float(len(job.records) - len(live)))
 
-    positions = [r.queue_position for r in live if r.queue_position is not None]
+    # "Position in queue if status is queued": a record that has moved on may still carry one.
+    positions = [r.queue_position for r in live if r.queue_position is not None and r.is_waiting]
     if positions:
         f.queue_min.add_metric([job_id], float(min(positions)))
         f.queue_max.add_metric([job_id], float(max(positions)))
@@ -210,17 +211,19 @@ def _add_files(f: _FileFamilies, job_id: str, records: Sequence[FileRecord], now
     for r in chosen:
         ids = [job_id, r.record_id]
         f.info.add_metric(ids + [_cut(r.filename, cut), r.status, _cut(r.method or "", cut), _cut(r.worker_id or "", cut)], 1.0)
-        if r.queue_position is not None:
+        if r.queue_position is not None and r.is_waiting:
             f.queue_position.add_metric(ids, float(r.queue_position))
         end = r.ended_at
         if r.processing_at is not None:
             f.queue_wait.add_metric(ids, _clamp(r.processing_at - r.created_at))
             if end is not None:
                 f.processing.add_metric(ids, _clamp(end - r.processing_at))
-            elif not r.is_finished:  # still running; finished without an end time: unknown
+            elif not r.is_finished:  # still in progress; finished without an end time: unknown
                 f.processing.add_metric(ids, _clamp(now - r.processing_at))
-        elif not r.is_finished:
+        elif r.is_waiting:
             f.queue_wait.add_metric(ids, _clamp(now - r.created_at))
+        # Left the queue without processing_at (a status other than queued): when it left is
+        # unknown, so no wait is shown rather than one that grows for ever.
         if r.error_message:
             f.error.add_metric(ids + [_cut(r.error_message, cut), _cut(r.suggested_fix or "", cut)], 1.0)
 

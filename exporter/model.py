@@ -14,6 +14,12 @@ from typing import Any
 JOB_STATUSES = ("queued", "running", "completed", "failed")
 RECORD_STATUSES = ("queued", "processing", "completed", "failed")
 FINISHED_JOB_STATUSES = frozenset({"completed", "failed"})
+# Record statuses that mean the record has ended even without an end timestamp. The record status
+# is an open string; alignment and data jobs also use cancelled (and canceled) and stopped.
+# Configurable as api.terminal_record_statuses.
+DEFAULT_TERMINAL_RECORD_STATUSES = frozenset({"completed", "failed", "cancelled", "canceled", "stopped"})
+# The one status in which a record waits in the queue; its queue_position means something only then.
+QUEUED = "queued"
 UNKNOWN_STATUS = "unknown"
 
 # Status strings become label values; a runaway string must not become a runaway series.
@@ -48,6 +54,8 @@ class FileRecord:
     processing_at: float | None = None
     completed_at: float | None = None
     failed_at: float | None = None
+    # Whether the status is one of the terminal statuses the record was parsed with.
+    terminal: bool = False
 
     @property
     def ended_at(self) -> float | None:
@@ -58,7 +66,17 @@ class FileRecord:
 
     @property
     def is_finished(self) -> bool:
-        return self.status in FINISHED_JOB_STATUSES or self.ended_at is not None
+        """Ended: a terminal status or an end timestamp. Any other status is still in progress."""
+        return self.terminal or self.ended_at is not None
+
+    @property
+    def is_waiting(self) -> bool:
+        """Still in the queue: status queued, not started and not finished.
+
+        A record leaves the queue when processing starts or its status moves on, whatever the new
+        status is called; from then on its queue wait no longer grows.
+        """
+        return self.status == QUEUED and self.processing_at is None and not self.is_finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +133,11 @@ def parse_rfc3339(value: str) -> float:
     return seconds
 
 
-def parse_job(payload: Any) -> IngestionJob:
-    """Build an ``IngestionJob`` from a decoded JSON body, or raise ``InvalidResponse``."""
+def parse_job(payload: Any, terminal_statuses: frozenset[str] = DEFAULT_TERMINAL_RECORD_STATUSES) -> IngestionJob:
+    """Build an ``IngestionJob`` from a decoded JSON body, or raise ``InvalidResponse``.
+
+    A record whose status is in ``terminal_statuses`` counts as finished without an end timestamp.
+    """
     if not isinstance(payload, dict):
         raise InvalidResponse(f"expected a JSON object, got {type(payload).__name__}")
     output_files = payload.get("output_files")
@@ -125,7 +146,7 @@ def parse_job(payload: Any) -> IngestionJob:
     raw_records = payload.get("file_records")
     if raw_records is not None and not isinstance(raw_records, list):
         raise InvalidResponse("file_records: expected a list or null")
-    records = tuple(_record(raw, i) for i, raw in enumerate(raw_records or ()))
+    records = tuple(_record(raw, i, terminal_statuses) for i, raw in enumerate(raw_records or ()))
     return IngestionJob(
         id=_text(payload, "id", "id"),
         status=_status(payload, "status"),
@@ -135,7 +156,7 @@ def parse_job(payload: Any) -> IngestionJob:
     )
 
 
-def _record(raw: Any, index: int) -> FileRecord:
+def _record(raw: Any, index: int, terminal_statuses: frozenset[str]) -> FileRecord:
     where = f"file_records[{index}]"
     if not isinstance(raw, dict):
         raise InvalidResponse(f"{where}: expected an object")
@@ -148,10 +169,11 @@ def _record(raw: Any, index: int) -> FileRecord:
     if queue_position is not None and (isinstance(queue_position, bool) or not isinstance(queue_position, int)
                                        or abs(queue_position) > MAX_QUEUE_POSITION):
         raise InvalidResponse(f"{where}.queue_position: expected an integer or null")
+    status = _status(raw, "status", where)
     return FileRecord(
         record_id=_text(raw, "record_id", f"{where}.record_id"),
         filename=_text(raw, "filename", f"{where}.filename"),
-        status=_status(raw, "status", where),
+        status=status,
         created_at=_time(raw, "created_at", f"{where}.created_at", required=True),
         method=_optional_text(raw, "method", where),
         worker_id=_optional_text(raw, "worker_id", where),
@@ -162,6 +184,7 @@ def _record(raw: Any, index: int) -> FileRecord:
         processing_at=_time(raw, "processing_at", f"{where}.processing_at"),
         completed_at=_time(raw, "completed_at", f"{where}.completed_at"),
         failed_at=_time(raw, "failed_at", f"{where}.failed_at"),
+        terminal=status in terminal_statuses,
     )
 
 

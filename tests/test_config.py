@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from exporter.config import ConfigError, build_config, load_config, parse_duration
+from exporter.config import ApiConfig, ConfigError, build_config, load_config, parse_duration
 
 ENV = {"SEEKR_API_KEY": "sk-test-config"}
 
@@ -49,6 +49,8 @@ def test_key_file_wins_over_environment_and_is_not_in_repr(tmp_path):
 def test_full_example_config_in_the_repo_is_valid():
     config = load_config("config.yaml", ENV)
     assert len(config.jobs) >= 2
+    # The example shows the defaults.
+    assert config.api.terminal_record_statuses == ApiConfig().terminal_record_statuses
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -60,7 +62,7 @@ def test_durations(text, seconds):
 MISTAKES = [
     ({"jobs": ["ij-1"], "bogus": 1}, "bogus: unknown key (allowed: api, discovery, jobs, metrics, scrape)"),
     ({"jobs": ["ij-1"], "api": {"base_urll": "x"}},
-     "api.base_urll: unknown key (allowed: api_key_file, base_url, endpoint, max_concurrency, team_id, timeout)"),
+     "api.base_urll: unknown key (allowed: api_key_file, base_url, endpoint, max_concurrency, team_id, terminal_record_statuses, timeout)"),
     ({"api": {}}, "jobs: is required: list the ingestion job IDs to export, or turn on discovery.enabled"),
     ({"jobs": ["ij-1"], "discovery": {"enabled": "yes"}}, "discovery.enabled: must be true or false, got 'yes'"),
     ({"jobs": ["ij-1"], "discovery": {"max_age": "0s"}}, "discovery.max_age: must be longer than 0s"),

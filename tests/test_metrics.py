@@ -218,12 +218,12 @@ def test_duplicate_record_ids_give_one_series():
 
 
 def test_record_finished_by_status_without_end_time_does_not_keep_growing():
-    job = load("job_running.json")
-    never_started = replace(job.records[4], status="failed", queue_position=None)   # no timestamps at all
-    no_end = replace(job.records[3], status="completed")                            # processing_at, no end
-    got_early = exposition([JobSnapshot("ij-running", replace(job, records=(never_started, no_end)), True)])
-    got_late = exposition([JobSnapshot("ij-running", replace(job, records=(never_started, no_end)), True)],
-                          now=NOW + 100000)
+    body = json.loads((FIXTURES / "job_running.json").read_text())
+    never_started = dict(body["file_records"][4], status="failed", queue_position=None)  # no timestamps at all
+    no_end = dict(body["file_records"][3], status="completed")                           # processing_at, no end
+    job = parse_job(dict(body, file_records=[never_started, no_end]))
+    got_early = exposition([JobSnapshot("ij-running", job, True)])
+    got_late = exposition([JobSnapshot("ij-running", job, True)], now=NOW + 100000)
     for got in (got_early, got_late):
         assert per_record(got, P + "file_queue_wait_seconds") == {"ijf-p1": 300}
         assert per_record(got, P + "file_processing_duration_seconds") == {}
