@@ -17,7 +17,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 RUN python3 -m venv /opt/seekrflow-exporter
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 # A non-editable install: the venv holds the built package, not a link to /src.
 RUN /opt/seekrflow-exporter/bin/pip install --no-cache-dir . \
@@ -26,10 +26,20 @@ RUN /opt/seekrflow-exporter/bin/pip install --no-cache-dir . \
 # --- run: only the venv, owned by root, run by an unprivileged user ---
 FROM ${PYTHON_IMAGE}
 
+# What the image was built from, for the OCI labels below. A release build passes all four:
+#   docker build --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
+#       --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" --build-arg SOURCE=<repository URL> .
+# Left out, they stay empty (or "dev") rather than claim something the build does not know.
 ARG VERSION=dev
+ARG REVISION=""
+ARG CREATED=""
+ARG SOURCE=""
 LABEL org.opencontainers.image.title="seekrflow-exporter" \
       org.opencontainers.image.description="Prometheus exporter for SeekrFlow file-conversion (ingestion) jobs" \
       org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin seekrflow \

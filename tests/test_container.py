@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -112,7 +114,41 @@ def test_build_context_admits_exactly_what_the_build_copies():
             sources.update(args.split()[:-1])
     allowed = {line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
                if line.startswith("!")}
-    assert sources == allowed == {"pyproject.toml", "README.md", "exporter"}
+    assert sources == allowed == {"pyproject.toml", "README.md", "LICENSE", "exporter"}
+
+
+def final_stage_labels() -> dict[str, str]:
+    labels = {}
+    for keyword, args in final_stage():
+        if keyword == "LABEL":
+            for key, value in re.findall(r'(\S+?)="([^"]*)"', args):
+                labels[key] = value
+    return labels
+
+
+def test_image_labels_say_what_it_was_built_from_through_build_arguments():
+    stage = final_stage()
+    labels = final_stage_labels()
+    oci = {key.removeprefix("org.opencontainers.image."): value for key, value in labels.items()}
+    assert oci == {
+        "title": "seekrflow-exporter",
+        "description": "Prometheus exporter for SeekrFlow file-conversion (ingestion) jobs",
+        "version": "${VERSION}",
+        "revision": "${REVISION}",
+        "created": "${CREATED}",
+        "source": "${SOURCE}",
+        "licenses": "Apache-2.0",
+    }
+    # Each build argument is declared in the final stage (an ARG before the first FROM would not be
+    # visible there) before the LABEL that reads it, with a default that claims nothing.
+    label_at = next(i for i, (keyword, _) in enumerate(stage) if keyword == "LABEL")
+    declared = dict(args.split("=", 1) for keyword, args in stage[:label_at] if keyword == "ARG")
+    assert declared == {"VERSION": "dev", "REVISION": '""', "CREATED": '""', "SOURCE": '""'}
+
+
+def test_image_license_label_matches_the_package_metadata():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert final_stage_labels()["org.opencontainers.image.licenses"] == project["license"]
 
 
 # --- docker-compose.yml ---------------------------------------------------------------------
