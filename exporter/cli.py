@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import platform
 import secrets
 import signal
 import sys
 import threading
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, disable_created_metrics
-
 from . import __version__
 from .config import ApiConfig, Config, ConfigError, load_config
 from .log import LEVELS, setup_logging
 from .runtime import Runtime
+from .selfmetrics import SelfMetrics
 from .web import make_app, parse_listen_address, serve
 
 log = logging.getLogger("seekrflow_exporter")
@@ -99,17 +97,7 @@ def _start_demo():
 
 
 def _run(config: Config, load, listen: str, demo: bool, lifecycle: bool) -> int:
-    # Prometheus asks for OpenMetrics, which would otherwise add a *_created series to the counter.
-    disable_created_metrics()
-    own_metrics = CollectorRegistry(auto_describe=True)
-    ProcessCollector(registry=own_metrics)
-    build_info = Gauge("seekrflow_exporter_build_info", "Version of the exporter and of Python; always 1.",
-                       ["version", "python_version"], registry=own_metrics)
-    build_info.labels(__version__, platform.python_version()).set(1)
-    requests_total = Counter("seekrflow_exporter_api_requests", "Requests sent to the SeekrFlow API, by endpoint and outcome.",
-                             ["endpoint", "code"], registry=own_metrics)
-
-    runtime = Runtime(config, own_metrics, requests_total, load)
+    runtime = Runtime(config, SelfMetrics(), load)
     try:
         server = serve(make_app(runtime, lifecycle), listen)
     except OSError as err:

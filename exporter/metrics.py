@@ -1,4 +1,4 @@
-"""Pure steps to metric families: job snapshots at a given time, and the exporter's view of a scrape.
+"""Pure step from job snapshots at a given time to their metric families (the exporter's own: selfmetrics.py).
 
 Nothing here reads a clock, a socket or a global, so every value can be pinned by a test.
 
@@ -22,7 +22,6 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 
 from .config import MetricsConfig
 from .model import JOB_STATUSES, RECORD_STATUSES, FileRecord, IngestionJob, JobSnapshot
-from .results import DiscoveryStatus
 
 OTHER_STATUS = "other"
 _PREFIX = "seekrflow_ingestion_"
@@ -137,31 +136,6 @@ def build_job_families(snapshots: Iterable[JobSnapshot], now: float, settings: M
         if files is not None:
             _add_files(files, snap.job_id, snap.job.records, now, settings)
     return jobs.all() + (files.all() if files is not None else [])
-
-
-def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_budget: float,
-                            discovery: DiscoveryStatus | None = None) -> list[Metric]:
-    """The exporter's view of this scrape; ``discovery`` only when discovery is on."""
-    families = [
-        _plain("seekrflow_up", "1 when the SeekrFlow API answered with the key accepted, else 0.",
-               1.0 if api_up else 0.0),
-        _plain("seekrflow_exporter_scrape_duration_seconds",
-               "Time this scrape took to fetch the jobs and build the metrics.", scrape_duration),
-        _plain("seekrflow_exporter_scrape_timeout_seconds",
-               "Time this scrape allowed itself for fetching the jobs.", scrape_budget),
-    ]
-    if discovery is not None:
-        families.append(_plain("seekrflow_exporter_discovery_success",
-                               "1 when the latest read of the job list succeeded, else 0.",
-                               1.0 if discovery.ok else 0.0))
-        families.append(_plain("seekrflow_exporter_discovered_jobs",
-                               "Jobs taken from the job list: unfinished, or ended within discovery.max_age.",
-                               float(discovery.job_count)))
-    return families
-
-
-def _plain(name: str, documentation: str, value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(name, documentation, value=value)
 
 
 def _add_job(f: _JobFamilies, job_id: str, job: IngestionJob, now: float, settings: MetricsConfig) -> None:

@@ -1,4 +1,4 @@
-"""What one configuration builds (client, poller, /metrics endpoint), and its swap on reload.
+"""What one configuration builds (client, poller, collector), and its swap on reload.
 
 A reload (SIGHUP, or POST /-/reload with --web.enable-lifecycle) reads the file again; a bad file
 leaves the running configuration in place, says why in one log line and sets
@@ -15,12 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from .client import SeekrFlowClient
+from .collector import ScrapeCollector
 from .config import Config, ConfigError
 from .scrape import JobPoller
-from .web import MetricsEndpoint
+from .selfmetrics import SelfMetrics
 
 log = logging.getLogger("seekrflow_exporter.runtime")
 
@@ -29,29 +28,21 @@ log = logging.getLogger("seekrflow_exporter.runtime")
 class _Built:
     config: Config
     poller: JobPoller
-    endpoint: MetricsEndpoint
+    collector: ScrapeCollector
 
 
 class Runtime:
-    def __init__(self, config: Config, own_metrics: CollectorRegistry, requests_total: Counter,
-                 load: Callable[[], Config] | None):
+    def __init__(self, config: Config, self_metrics: SelfMetrics, load: Callable[[], Config] | None):
         """``load`` re-reads the configuration; None when there is nothing to re-read (--demo)."""
-        self._own_metrics = own_metrics
-        self._requests_total = requests_total
+        self._self_metrics = self_metrics
         self._load = load
         self._lock = threading.Lock()
-        self._reload_ok = Gauge("seekrflow_exporter_config_last_reload_successful",
-                                "1 when the last configuration reload succeeded, else 0.", registry=own_metrics)
-        self._reload_time = Gauge("seekrflow_exporter_config_last_reload_success_timestamp_seconds",
-                                  "When the configuration was last loaded successfully, as Unix seconds.",
-                                  registry=own_metrics)
         self._current = self._build(config)
-        self._reload_ok.set(1)
-        self._reload_time.set(time.time())
+        self._self_metrics.config_loaded(time.time())
 
     @property
-    def endpoint(self) -> MetricsEndpoint:
-        return self._current.endpoint
+    def collector(self) -> ScrapeCollector:
+        return self._current.collector
 
     def reload(self) -> str | None:
         """Load the file again and swap it in; the one-line reason if it could not be."""
@@ -62,15 +53,14 @@ class Runtime:
                 config = self._load()
             except Exception as err:  # noqa: BLE001 - whatever is wrong with the file, keep running
                 reason = str(err) if isinstance(err, ConfigError) else f"unexpected {type(err).__name__}: {err}"
-                self._reload_ok.set(0)
+                self._self_metrics.config_refused()
                 log.error("reload failed, keeping the running configuration", extra={"fields": {"err": reason}})
                 return reason
             new = self._build(config)
             if _same_workspace(self._current.config, config):
                 new.poller.take_over(self._current.poller)
             old, self._current = self._current, new
-            self._reload_ok.set(1)
-            self._reload_time.set(time.time())
+            self._self_metrics.config_loaded(time.time())
         old.poller.close()
         log.info("configuration reloaded", extra={"fields": {"jobs": len(config.jobs)}})
         return None
@@ -79,10 +69,10 @@ class Runtime:
         self._current.poller.close()
 
     def _build(self, config: Config) -> _Built:
-        client = SeekrFlowClient(config.api, self._requests_total)
+        client = SeekrFlowClient(config.api, self._self_metrics.api_requests)
         poller = JobPoller(config.jobs, client, config.scrape, config.api, config.discovery)
-        endpoint = MetricsEndpoint(poller, config.metrics, config.scrape.timeout, self._own_metrics)
-        return _Built(config, poller, endpoint)
+        collector = ScrapeCollector(poller, config.metrics, config.scrape.timeout, self._self_metrics)
+        return _Built(config, poller, collector)
 
 
 def _same_workspace(old: Config, new: Config) -> bool:

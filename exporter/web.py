@@ -6,65 +6,41 @@ import gzip
 import html
 import logging
 import socket
-import time
 from socketserver import ThreadingMixIn
-from typing import Callable
+from typing import Callable, Protocol
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
 from . import __version__
-from .config import MetricsConfig
-from .metrics import FamiliesCollector, build_exporter_families, build_job_families
-from .scrape import JobPoller
+from .metrics import FamiliesCollector
 
 log = logging.getLogger("seekrflow_exporter.web")
 
-# Prometheus sends its scrape timeout; leave this much of it for encoding and the network.
-SCRAPE_TIMEOUT_MARGIN = 0.5
 
+class Collector(Protocol):
+    """Turns one scrape into metric families (collector.py)."""
 
-class MetricsEndpoint:
-    def __init__(self, poller: JobPoller, settings: MetricsConfig, scrape_budget: float,
-                 own_metrics: CollectorRegistry,
-                 wall_clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic):
-        self._poller = poller
-        self._settings = settings
-        self._budget = scrape_budget
-        self._own_metrics = own_metrics
-        self._wall_clock = wall_clock
-        self._monotonic = monotonic
-
-    def budget(self, timeout_header: str | None) -> float:
-        """Seconds this scrape may spend fetching: blackbox_exporter's rule."""
-        budget = self._budget
-        if timeout_header:
-            try:
-                budget = min(budget, float(timeout_header) - SCRAPE_TIMEOUT_MARGIN)
-            except ValueError:
-                pass
-        return max(budget, 0.1)
-
-    def families(self, timeout_header: str | None) -> list[Metric]:
-        started = self._monotonic()
-        budget = self.budget(timeout_header)
-        result = self._poller.scrape(started + budget)
-        families = build_job_families(result.snapshots, self._wall_clock(), self._settings)
-        families += build_exporter_families(
-            api_up=result.api_up, scrape_duration=self._monotonic() - started, scrape_budget=budget,
-            discovery=result.discovery)
-        return families + list(self._own_metrics.collect())
+    def families(self, timeout_header: str | None) -> list[Metric]: ...
 
     @property
-    def job_count(self) -> int:
-        return len(self._poller.job_ids)
+    def job_count(self) -> int: ...
 
 
-def make_app(runtime, lifecycle: bool = False) -> Callable:
-    """``runtime`` gives the current ``endpoint`` and can ``reload()`` (runtime.py); ``lifecycle``
+class Reloadable(Protocol):
+    """The running configuration (runtime.py): its collector, swapped on ``reload()``."""
+
+    @property
+    def collector(self) -> Collector: ...
+
+    def reload(self) -> str | None:
+        """None when the new configuration is in place, else the one-line reason it is not."""
+        ...
+
+
+def make_app(runtime: Reloadable, lifecycle: bool = False) -> Callable:
+    """``runtime`` gives the current ``collector`` and can ``reload()``; ``lifecycle``
     opens POST /-/reload, which, as in Prometheus, is off unless asked for: anyone who reaches the
     port could otherwise make the exporter re-read its file and refetch every job."""
 
@@ -78,7 +54,7 @@ def make_app(runtime, lifecycle: bool = False) -> Callable:
     def route(environ, start_response):
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            return _metrics(runtime.endpoint, environ, start_response)
+            return _metrics(runtime.collector, environ, start_response)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy\n")
         if path == "/-/ready":
@@ -88,13 +64,13 @@ def make_app(runtime, lifecycle: bool = False) -> Callable:
                 return _text(start_response, "403 Forbidden", "Lifecycle API is not enabled.\n")
             return _reload(runtime, environ, start_response)
         if path == "/":
-            return _text(start_response, "200 OK", _landing_page(runtime.endpoint.job_count), "text/html; charset=utf-8")
+            return _text(start_response, "200 OK", _landing_page(runtime.collector.job_count), "text/html; charset=utf-8")
         return _text(start_response, "404 Not Found", "Not found\n")
 
     return app
 
 
-def _reload(runtime, environ, start_response):
+def _reload(runtime: Reloadable, environ, start_response):
     if environ.get("REQUEST_METHOD") not in ("POST", "PUT"):
         return _text(start_response, "405 Method Not Allowed", "Only POST or PUT requests allowed\n")
     error = runtime.reload()
@@ -103,8 +79,8 @@ def _reload(runtime, environ, start_response):
     return _text(start_response, "200 OK", "Reloaded\n")
 
 
-def _metrics(endpoint: MetricsEndpoint, environ, start_response):
-    families = endpoint.families(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
+def _metrics(collector: Collector, environ, start_response):
+    families = collector.families(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
     encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
     body = encoder(FamiliesCollector(families))
     headers = [("Content-Type", content_type)]

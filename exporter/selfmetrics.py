@@ -1,0 +1,80 @@
+"""The exporter's own metrics, all built here: build info, API requests, process, reloads, scrapes.
+
+Two kinds live side by side:
+- long-lived ones in a registry of their own (``SelfMetrics``): ``seekrflow_exporter_build_info``,
+  ``seekrflow_exporter_api_requests_total``, the ``process_*`` series and the reload gauges;
+- per-scrape ones, a pure function of what one scrape saw (``build_exporter_families``)::
+
+    seekrflow_up 1.0
+    seekrflow_exporter_scrape_duration_seconds 0.25
+    seekrflow_exporter_scrape_timeout_seconds 9.5
+    seekrflow_exporter_discovery_success 1.0      (discovery on only)
+    seekrflow_exporter_discovered_jobs 12.0       (discovery on only)
+"""
+
+from __future__ import annotations
+
+import platform
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from . import __version__
+from .results import DiscoveryStatus, ScrapeResult
+
+
+class SelfMetrics:
+    """The exporter's long-lived metrics; one set per process, kept across reloads."""
+
+    def __init__(self) -> None:
+        # Prometheus asks for OpenMetrics, which would otherwise add a *_created series to the counter.
+        disable_created_metrics()
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        build_info = Gauge("seekrflow_exporter_build_info", "Version of the exporter and of Python; always 1.",
+                           ["version", "python_version"], registry=self.registry)
+        build_info.labels(__version__, platform.python_version()).set(1)
+        self.api_requests = Counter("seekrflow_exporter_api_requests",
+                                    "Requests sent to the SeekrFlow API, by endpoint and outcome.",
+                                    ["endpoint", "code"], registry=self.registry)
+        self._reload_ok = Gauge("seekrflow_exporter_config_last_reload_successful",
+                                "1 when the last configuration reload succeeded, else 0.", registry=self.registry)
+        self._reload_time = Gauge("seekrflow_exporter_config_last_reload_success_timestamp_seconds",
+                                  "When the configuration was last loaded successfully, as Unix seconds.",
+                                  registry=self.registry)
+
+    def config_loaded(self, now: float) -> None:
+        self._reload_ok.set(1)
+        self._reload_time.set(now)
+
+    def config_refused(self) -> None:
+        self._reload_ok.set(0)
+
+    def families(self, result: ScrapeResult, scrape_duration: float, scrape_budget: float) -> list[Metric]:
+        """Everything about the exporter itself for one scrape that produced ``result``."""
+        return (build_exporter_families(result.api_up, scrape_duration, scrape_budget, result.discovery)
+                + list(self.registry.collect()))
+
+
+def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_budget: float,
+                            discovery: DiscoveryStatus | None = None) -> list[Metric]:
+    """The exporter's view of this scrape; ``discovery`` only when discovery is on."""
+    families = [
+        _plain("seekrflow_up", "1 when the SeekrFlow API answered with the key accepted, else 0.",
+               1.0 if api_up else 0.0),
+        _plain("seekrflow_exporter_scrape_duration_seconds",
+               "Time this scrape took to fetch the jobs and build the metrics.", scrape_duration),
+        _plain("seekrflow_exporter_scrape_timeout_seconds",
+               "Time this scrape allowed itself for fetching the jobs.", scrape_budget),
+    ]
+    if discovery is not None:
+        families.append(_plain("seekrflow_exporter_discovery_success",
+                               "1 when the latest read of the job list succeeded, else 0.",
+                               1.0 if discovery.ok else 0.0))
+        families.append(_plain("seekrflow_exporter_discovered_jobs",
+                               "Jobs taken from the job list: unfinished, or ended within discovery.max_age.",
+                               float(discovery.job_count)))
+    return families
+
+
+def _plain(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, value=value)
