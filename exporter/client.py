@@ -15,34 +15,32 @@ from datetime import timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
-import requests
 from prometheus_client import Counter
 
 from . import __version__
 from .config import ApiConfig
 from .model import InvalidResponse, parse_job, parse_timestamp
 from .results import FetchResult, ListResult
+from .transport import BoundedSession, RequestFailed
 
-# Bodies above this size are refused: a real job answer is far smaller, and a runaway body must not
-# take the exporter's memory with it.
-MAX_BODY_BYTES = 64 * 1024 * 1024
+# The ``code`` of seekrflow_exporter_api_requests_total for a request that got no usable answer;
+# the others (redirect) count under the HTTP status they got.
+_REQUEST_CODES = {"timeout": "timeout", "connection_error": "connection_error",
+                  "body_too_large": "invalid_response", "bad_encoding": "invalid_response"}
 
 
 class SeekrFlowClient:
-    def __init__(self, api: ApiConfig, requests_total: Counter, session: requests.Session | None = None):
+    def __init__(self, api: ApiConfig, requests_total: Counter):
         self._api = api
         self._requests_total = requests_total
-        self._session = session or requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=api.max_concurrency, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers.update({
+        headers = {
             "Authorization": api.api_key,
             "Accept": "application/json",
             "User-Agent": f"seekrflow-exporter/{__version__}",
-        })
+        }
         if api.team_id:
-            self._session.headers["x-team-id"] = api.team_id
+            headers["x-team-id"] = api.team_id
+        self._http = BoundedSession(api.base_url, headers, api.max_concurrency)
 
     def job_url(self, job_id: str) -> str:
         # quote() with safe="" keeps the ID a single path segment whatever it contains.
@@ -68,31 +66,17 @@ class SeekrFlowClient:
                                 f"unexpected {type(err).__name__} while fetching", code="internal_error")
 
     def _get(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any]):
-        give_up_at = time.monotonic() + timeout
         try:
-            response = self._session.get(url, timeout=max(timeout, 0.001), stream=True)
-        except requests.Timeout:
-            return self._failed(job_id, endpoint, "timeout", f"no answer within {timeout:.1f}s")
-        except requests.RequestException as err:
-            return self._failed(job_id, endpoint, "connection_error", _connection_detail(err))
-        with response:
-            status = response.status_code
-            try:
-                body = _read_limited(response, give_up_at)
-            except requests.Timeout:
-                return self._failed(job_id, endpoint, "timeout", f"body not received within {timeout:.1f}s", status,
-                                    code="timeout")
-            except _BodyTooLarge:
-                return self._failed(job_id, endpoint, "body_too_large",
-                                    f"HTTP {status} with a body over {MAX_BODY_BYTES} bytes", status)
-            except requests.RequestException as err:
-                return self._failed(job_id, endpoint, "connection_error",
-                                    f"reading the body failed: {type(err).__name__}", status, code="connection_error")
+            answer = self._http.get(url, timeout)
+        except RequestFailed as err:
+            return self._failed(job_id, endpoint, err.reason, err.detail, err.http_status,
+                                code=_REQUEST_CODES.get(err.reason, str(err.http_status)))
+        status, body = answer.status, answer.body
         if status != 200:
             failed = self._failed(job_id, endpoint, f"http_{status}", f"HTTP {status}{_detail_of(body)}", status,
                                   code=str(status))
             if status in (429, 503):
-                failed = replace(failed, retry_after=_retry_after(response.headers.get("Retry-After")))
+                failed = replace(failed, retry_after=_retry_after(answer.headers.get("Retry-After")))
             return failed
         try:
             payload = json.loads(body)
@@ -113,7 +97,7 @@ class SeekrFlowClient:
         return FetchResult(job_id, None, reason, _redact(detail, self._api.api_key), http_status)
 
     def close(self) -> None:
-        self._session.close()
+        self._http.close()
 
 
 def _parse_list(payload: Any, terminal_statuses: frozenset[str]) -> ListResult:
@@ -136,24 +120,6 @@ def _created_at_if_readable(item: dict) -> float | None:
         return parse_timestamp(item["created_at"])
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-def _read_limited(response: requests.Response, give_up_at: float) -> bytes:
-    # requests' timeout bounds each socket read, not the whole body: a server that drips its answer
-    # would hold a worker forever, so the total is checked between chunks.
-    chunks, size = [], 0
-    for chunk in response.iter_content(65536):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _BodyTooLarge()
-        if time.monotonic() > give_up_at:
-            raise requests.Timeout()
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _detail_of(body: bytes) -> str:
@@ -181,11 +147,6 @@ def _retry_after(header: str | None) -> float | None:
         return max(moment.timestamp() - time.time(), 0.0)
     except (TypeError, ValueError, OverflowError, IndexError):
         return None
-
-
-def _connection_detail(err: requests.RequestException) -> str:
-    # The exception text repeats the URL and a pile of wrappers; the class name says enough.
-    return f"cannot reach the API ({type(err).__name__})"
 
 
 def _redact(text: str, secret: str) -> str:

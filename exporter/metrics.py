@@ -178,12 +178,14 @@ def _add_job(f: _JobFamilies, job_id: str, job: IngestionJob, now: float, settin
 
 
 def _add_files(f: _FileFamilies, job_id: str, records: Sequence[FileRecord], now: float, settings: MetricsConfig) -> None:
-    chosen = _records_to_export(records, settings.per_file_limit)
-    live_count = len({r.record_id for r in records if not r.deleted})
-    f.omitted.add_metric([job_id], float(live_count - len(chosen)))
     cut = settings.error_text_limit
+    chosen = _records_to_export(records, settings.per_file_limit, cut)
+    live_count = len({_cut(r.record_id, cut) for r in records if not r.deleted})
+    f.omitted.add_metric([job_id], float(live_count - len(chosen)))
     for r in chosen:
-        ids = [job_id, r.record_id]
+        # Every string the API supplies is cut, the record's ID too: 500 records with 100 KB IDs
+        # would otherwise make every scrape hundreds of megabytes.
+        ids = [job_id, _cut(r.record_id, cut)]
         f.info.add_metric(ids + [_cut(r.filename, cut), r.status, _cut(r.method or "", cut), _cut(r.worker_id or "", cut)], 1.0)
         if r.queue_position is not None and r.is_waiting:
             f.queue_position.add_metric(ids, float(r.queue_position))
@@ -202,13 +204,14 @@ def _add_files(f: _FileFamilies, job_id: str, records: Sequence[FileRecord], now
             f.error.add_metric(ids + [_cut(r.error_message, cut), _cut(r.suggested_fix or "", cut)], 1.0)
 
 
-def _records_to_export(records: Sequence[FileRecord], limit: int) -> list[FileRecord]:
-    """Live records, one per record_id, unfinished and failed first, at most ``limit``."""
+def _records_to_export(records: Sequence[FileRecord], limit: int, cut: int) -> list[FileRecord]:
+    """Live records, one per record_id as exported (cut), unfinished and failed first, at most ``limit``."""
     seen: set[str] = set()
     unique = []
     for r in records:
-        if not r.deleted and r.record_id not in seen:
-            seen.add(r.record_id)
+        exported_id = _cut(r.record_id, cut)
+        if not r.deleted and exported_id not in seen:
+            seen.add(exported_id)
             unique.append(r)
     if len(unique) <= limit:
         return unique
