@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
 from .config import ApiConfig, Config, ConfigError, load_config
@@ -115,8 +116,8 @@ def _run(config: Config, load, listen: str, demo: bool, lifecycle: bool) -> int:
     host, port = server.server_address[:2]
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
     log.info("listening", extra={"fields": {
-        "address": f"{host}:{port}", "jobs": len(config.jobs), "endpoint": config.api.path_template,
-        "version": __version__}})
+        "address": f"{host}:{port}", "jobs": len(config.jobs), "base_url": _shown_url(config.api.base_url),
+        "endpoint": config.api.path_template, "version": __version__}})
     if demo:
         print(f"Exporter metrics: http://{shown_host}:{port}/metrics  (Ctrl-C to stop)", flush=True)
     while not stop.is_set():
@@ -134,6 +135,14 @@ def _run(config: Config, load, listen: str, demo: bool, lifecycle: bool) -> int:
     server.server_close()
     runtime.close()
     return 0
+
+
+def _shown_url(url: str) -> str:
+    """The API root as requests go to it (a trailing /vN already stripped), without any user:password."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="<redacted>@" + parts.netloc.rpartition("@")[2]))
 
 
 if __name__ == "__main__":  # pragma: no cover

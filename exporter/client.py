@@ -8,9 +8,10 @@ contains the API key.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
@@ -76,7 +77,7 @@ class SeekrFlowClient:
             failed = self._failed(job_id, endpoint, f"http_{status}", f"HTTP {status}{_detail_of(body)}", status,
                                   code=str(status))
             if status in (429, 503):
-                failed = replace(failed, retry_after=_retry_after(answer.headers.get("Retry-After")))
+                failed = replace(failed, retry_after=_retry_after(answer.headers))
             return failed
         try:
             payload = json.loads(body)
@@ -133,7 +134,20 @@ def _detail_of(body: bytes) -> str:
     return ": " + " ".join(detail.split())[:120]
 
 
-def _retry_after(header: str | None) -> float | None:
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait: ``retry-after-ms`` first, as the official SDK reads it, then ``Retry-After``."""
+    millis = headers.get("retry-after-ms")
+    if millis and millis.isascii():  # float() would also take other scripts' digits
+        try:
+            value = float(millis)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value / 1000
+    return _retry_after_header(headers.get("Retry-After"))
+
+
+def _retry_after_header(header: str | None) -> float | None:
     """Retry-After is either delay-seconds or an HTTP date."""
     if not header:
         return None

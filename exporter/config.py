@@ -37,6 +37,7 @@ DEFAULT_QUEUE_WAIT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200)
 # the query, so it is refused at startup rather than escaped into something surprising.
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,199}")  # always used with fullmatch
 
+_API_VERSION_SUFFIX = re.compile(r"/v\d+$")
 _DURATION_PART = re.compile(r"(\d{1,12})(ms|s|m|h|d|w|y)")
 # Longer durations are surely typos, and beyond this the thread and lock timeouts overflow.
 MAX_DURATION = 100 * 31536000.0
@@ -160,9 +161,10 @@ def _api(raw: Any, environ: Mapping[str, str]) -> ApiConfig:
     section = _section(raw, "api", keys)
     base_url = _optional_str(section, "api.base_url") or environ.get("SEEKR_BASE_URL") or DEFAULT_BASE_URL
     where = "api.base_url" if "base_url" in section else "SEEKR_BASE_URL"
+    given, base_url = base_url, strip_api_version(base_url)
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(where, f"must be an http(s) URL like {DEFAULT_BASE_URL}, got {_show(base_url)}")
+        raise ConfigError(where, f"must be an http(s) URL like {DEFAULT_BASE_URL}, got {_show(given)}")
     endpoint = _optional_str(section, "api.endpoint") or "alignment"
     if endpoint not in ENDPOINTS:
         raise ConfigError("api.endpoint", f"must be one of {', '.join(ENDPOINTS)}, got {_show(endpoint)}")
@@ -189,6 +191,15 @@ def _statuses(section: dict, path: str, default: frozenset[str]) -> frozenset[st
             raise ConfigError(f"{path}[{index}]", f"must be a status string of 1 to {MAX_STATUS_LENGTH} characters, "
                                                   f"got {_show(status)}")
     return frozenset(value)
+
+
+def strip_api_version(url: str) -> str:
+    """``https://flow.seekr.com/v1/`` -> ``https://flow.seekr.com``: the paths carry the version.
+
+    The official SDK strips a trailing ``/vN`` the same way; older SDKs defaulted to the ``/v1``
+    spelling, so SEEKR_BASE_URL may still hold it.
+    """
+    return _API_VERSION_SUFFIX.sub("", url.rstrip("/")).rstrip("/")
 
 
 def _api_key(section: dict, environ: Mapping[str, str]) -> str:
