@@ -76,7 +76,8 @@ def test_the_exporter_reaches_the_api_with_a_v1_base_url_and_logs_the_url_it_use
 
 
 def busy(status: bytes, *headers: bytes) -> bytes:
-    return http(status, [*headers, b"Content-Length: 2"], b"{}")
+    # The raw server closes after each answer: say so, or the client may reuse the closed connection.
+    return http(status, [*headers, b"Content-Length: 2", b"Connection: close"], b"{}")
 
 
 def client_for(url: str) -> SeekrFlowClient:
@@ -100,8 +101,11 @@ def test_retry_after_ms_comes_first_then_retry_after_in_seconds_or_as_a_date():
     }
     with RawAPI(answers) as api:
         client = client_for(api.url)
-        got = {job_id: client.fetch_job(job_id, 5.0).retry_after for job_id in answers}
+        results = {job_id: client.fetch_job(job_id, 5.0) for job_id in answers}
         client.close()
+    assert {job_id: r.http_status for job_id, r in results.items()} == {
+        job_id: int(answer[9:12]) for job_id, answer in answers.items()}
+    got = {job_id: r.retry_after for job_id, r in results.items()}
     date_wait = got.pop("ij-date")
     assert 110 < date_wait <= 120
     assert got == {"ij-ms": 2.5, "ij-ms-fraction": 1.5005, "ij-ms-garbled": 7.0, "ij-ms-negative": 8.0,
