@@ -19,11 +19,14 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pytest
 import yaml
 
 from exporter.simulator import SimulatedWorld, SimulatorServer
 from harness import ExporterProcess, wait_until
 from promstack import AlertmanagerServer, PrometheusServer, WebhookReceiver, scrape_config
+
+pytestmark = pytest.mark.slow  # a real Prometheus and Alertmanager
 
 REPO = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = REPO / "prometheus"

@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from harness import ROOT
+
+pytestmark = pytest.mark.slow  # the whole benchmark, in quick mode
 
 
 def test_quick_benchmark_prints_every_table_and_the_expected_api_requests(tmp_path):

@@ -493,6 +493,7 @@ class Live:
         return self._results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_every_panel_query_returns_data(live, name):
     results = {key: count for key, count in live.panel_results().items() if key[0] == name}
@@ -501,6 +502,7 @@ def test_every_panel_query_returns_data(live, name):
     assert len(results) == sum(len(item["targets"]) for item in data_panels(load(name)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_variables_list_what_prometheus_scraped(live, name):
     variables = {v["name"]: v for v in load(name)["templating"]["list"] if v["type"] == "query"}
@@ -509,6 +511,7 @@ def test_variables_list_what_prometheus_scraped(live, name):
         variable: expected[variable] for variable in variables}
 
 
+@pytest.mark.slow
 def test_discovery_adds_no_job_beyond_the_configured_ones(live):
     # The list holds the simulated jobs and the failed one, not the broken job (faults are not listed).
     rows = live.prometheus.wait_for('seekrflow_exporter_discovery_success{job="seekrflow"} == 1')
@@ -517,6 +520,7 @@ def test_discovery_adds_no_job_beyond_the_configured_ones(live):
         "seekrflow": len(live.jobs) - 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_alert_annotation_shows_the_firing_alert(live, name):
     dashboard = load(name)
@@ -578,6 +582,7 @@ class Replicas:
                 for row in prometheus.query(self.substitute(expr), time=self.at)}
 
 
+@pytest.mark.slow
 def test_own_labels_of_the_duplicate_check_are_the_exporters(live):
     """OWN_LABELS names every per-job series with labels besides job_id, and exactly those labels,
     as Prometheus stored them from the exporter (less the target labels job and instance)."""
@@ -595,6 +600,7 @@ def test_own_labels_of_the_duplicate_check_are_the_exporters(live):
     assert stored() == OWN_LABELS
 
 
+@pytest.mark.slow
 def test_two_exporters_on_the_same_jobs_double_nothing_on_jobs_by_status(replicas):
     [target] = next(item for item in data_panels(load("overview.json")) if item["title"] == "Jobs by status")["targets"]
     statuses = collections.Counter(replicas.world.job_response(job, replicas.now)["status"]
@@ -617,6 +623,7 @@ EMPTY_ON_FINISHED_JOBS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EMPTY_ON_FINISHED_JOBS))
 def test_two_exporters_on_the_same_jobs_show_what_one_shows(replicas, name):
     """Every query over the exporter's per-job series answers the same with a second exporter."""

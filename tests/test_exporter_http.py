@@ -328,6 +328,7 @@ def test_discovery_exports_the_jobs_the_key_can_see(simulator):
     assert f"Exporting {len(expected)} ingestion jobs" in landing
 
 
+@pytest.mark.slow
 def test_reload_keeps_what_the_exporter_knew_and_survives_any_file(simulator):
     config = config_for(simulator, ["ij-done"], scrape={"cache_ttl": "0s"})
     with ExporterProcess(config, KEY, extra_args=["--web.enable-lifecycle"]) as exporter:

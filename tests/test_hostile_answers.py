@@ -45,6 +45,7 @@ def render(body) -> None:
     generate_openmetrics(FamiliesCollector(families)).decode("utf-8")
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 7), record_keys, json_values), max_size=6),
        st.lists(st.tuples(job_keys, json_values), max_size=2))

@@ -5,6 +5,7 @@ import socketserver
 import threading
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
@@ -109,6 +110,7 @@ header_lines = st.lists(
     st.binary(min_size=0, max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b), max_size=4)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(status=st.one_of(st.integers(0, 1200).map(lambda n: b"HTTP/1.1 %d X" % n), st.binary(max_size=20)),
        headers=header_lines, body=st.binary(max_size=200))
