@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-import yaml
+from .files import FileProblem, load_yaml, read_text
 
 from .model import DEFAULT_TERMINAL_RECORD_STATUSES, MAX_STATUS_LENGTH
 
@@ -129,18 +129,9 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
     """Read ``path`` and build a validated ``Config``; secrets come from the environment or files."""
     environ = os.environ if environ is None else environ
     try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except OSError as err:
-        raise ConfigError("", f"cannot read config file {path}: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError("", f"{path} is not UTF-8 text") from None
-    except RecursionError:
-        raise ConfigError("", f"{path} is nested too deeply") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError("", f"{path} is not valid YAML{where}") from None
+        raw = load_yaml(path, what="config file")
+    except FileProblem as err:
+        raise ConfigError("", str(err)) from None
     return build_config(raw, environ)
 
 
@@ -161,10 +152,8 @@ def _api(raw: Any, environ: Mapping[str, str]) -> ApiConfig:
     section = _section(raw, "api", keys)
     base_url = _optional_str(section, "api.base_url") or environ.get("SEEKR_BASE_URL") or DEFAULT_BASE_URL
     where = "api.base_url" if "base_url" in section else "SEEKR_BASE_URL"
-    given, base_url = base_url, strip_api_version(base_url)
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(where, f"must be an http(s) URL like {DEFAULT_BASE_URL}, got {_show(given)}")
+    _check_url(base_url, where)
+    base_url = strip_api_version(base_url)
     endpoint = _optional_str(section, "api.endpoint") or "alignment"
     if endpoint not in ENDPOINTS:
         raise ConfigError("api.endpoint", f"must be one of {', '.join(ENDPOINTS)}, got {_show(endpoint)}")
@@ -177,6 +166,26 @@ def _api(raw: Any, environ: Mapping[str, str]) -> ApiConfig:
         max_concurrency=_positive_int(section, "api.max_concurrency", ApiConfig.max_concurrency, 256),
         terminal_record_statuses=_statuses(section, "api.terminal_record_statuses", DEFAULT_TERMINAL_RECORD_STATUSES),
     )
+
+
+def _check_url(url: str, where: str) -> None:
+    """Whatever would make every request fail is refused here, with the reason."""
+    if _has_space_or_control(url):
+        raise ConfigError(where, f"must not contain spaces or control characters, got {_show(url)}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as err:
+        reason = "port out of range 1-65535" if "port" in str(err).lower() else "not a URL"
+        raise ConfigError(where, f"{reason}, got {_show(url)}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(where, f"must be an http(s) URL like {DEFAULT_BASE_URL}, got {_show(url)}")
+    if port == 0:
+        raise ConfigError(where, f"port out of range 1-65535, got {_show(url)}")
+
+
+def _has_space_or_control(text: str) -> bool:
+    return any(c.isspace() or not c.isprintable() for c in text)
 
 
 def _statuses(section: dict, path: str, default: frozenset[str]) -> frozenset[str]:
@@ -206,12 +215,9 @@ def _api_key(section: dict, environ: Mapping[str, str]) -> str:
     key_file = _optional_str(section, "api.api_key_file")
     if key_file:
         try:
-            with open(key_file, encoding="utf-8") as handle:
-                key = handle.read().strip()
-        except OSError as err:
-            raise ConfigError("api.api_key_file", f"cannot read {key_file}: {err.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError("api.api_key_file", f"{key_file} is not UTF-8 text") from None
+            key = read_text(key_file).strip()
+        except FileProblem as err:
+            raise ConfigError("api.api_key_file", str(err)) from None
         if not key:
             raise ConfigError("api.api_key_file", f"{key_file} is empty")
         return _header_safe(key, "api.api_key_file", "the API key")
@@ -236,7 +242,13 @@ def _team_id(section: dict, environ: Mapping[str, str]) -> str | None:
     where = "api.team_id"
     if not team_id:
         team_id, where = environ.get("SEEKR_TEAM_ID", "").strip(), "SEEKR_TEAM_ID"
-    return _header_safe(team_id, where, "the team ID") if team_id else None
+    if not team_id:
+        return None
+    _header_safe(team_id, where, "the team ID")
+    if _has_space_or_control(team_id):
+        # Sent as is in x-team-id: a stray space would make every request ask for another team.
+        raise ConfigError(where, "the team ID must not contain spaces or control characters")
+    return team_id
 
 
 def _scrape(raw: Any) -> ScrapeConfig:
