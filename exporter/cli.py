@@ -12,11 +12,12 @@ import time
 from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
+from .address import parse_listen_address
 from .config import ApiConfig, Config, ConfigError, load_config
 from .log import LEVELS, setup_logging
 from .runtime import Runtime
 from .selfmetrics import SelfMetrics
-from .web import make_app, parse_listen_address, serve
+from .web import make_app, serve
 
 log = logging.getLogger("seekrflow_exporter")
 
@@ -53,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.config_file)
     listen = args.listen_address or (f"127.0.0.1:{DEFAULT_PORT}" if args.demo else f":{DEFAULT_PORT}")
     try:
-        parse_listen_address(listen)
+        host, port = parse_listen_address(listen)
     except ValueError as err:
-        log.error("invalid flag", extra={"fields": {"err": str(err)}})
+        log.error("invalid flag", extra={"fields": {"err": f"--web.listen-address {err}"}})
         return 1
     simulator = None
     if args.demo:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     load = None if args.demo else (lambda: load_config(args.config_file))
     try:
-        return _run(config, load, listen, demo=simulator is not None, lifecycle=args.enable_lifecycle)
+        return _run(config, load, listen, (host, port), demo=simulator is not None, lifecycle=args.enable_lifecycle)
     finally:
         if simulator is not None:
             simulator.stop()
@@ -97,10 +98,11 @@ def _start_demo():
     return simulator, config
 
 
-def _run(config: Config, load, listen: str, demo: bool, lifecycle: bool) -> int:
+def _run(config: Config, load, listen: str, address: tuple[str, int], demo: bool, lifecycle: bool) -> int:
+    """``listen`` is the flag as given (for messages), ``address`` the (host, port) parsed from it."""
     runtime = Runtime(config, SelfMetrics(), load)
     try:
-        server = serve(make_app(runtime, lifecycle), listen)
+        server = serve(make_app(runtime, lifecycle), *address)
     except OSError as err:
         log.error("cannot listen", extra={"fields": {"address": listen, "err": err.strerror}})
         runtime.close()

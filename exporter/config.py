@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from .files import FileProblem, load_yaml, read_text
 
+from . import durations
+
 from .model import DEFAULT_TERMINAL_RECORD_STATUSES, MAX_STATUS_LENGTH
 
 DEFAULT_BASE_URL = "https://flow.seekr.com"
@@ -38,11 +40,9 @@ DEFAULT_QUEUE_WAIT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200)
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,199}")  # always used with fullmatch
 
 _API_VERSION_SUFFIX = re.compile(r"/v\d+$")
-_DURATION_PART = re.compile(r"(\d{1,12})(ms|s|m|h|d|w|y)")
 # Longer durations are surely typos, and beyond this the thread and lock timeouts overflow.
 MAX_DURATION = 100 * 31536000.0
 MAX_TIMEOUT = 3600.0
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 class ConfigError(ValueError):
@@ -109,17 +109,13 @@ class Config:
 
 
 def parse_duration(text: Any, path: str) -> float:
-    """Parse a Prometheus-style duration such as ``10s``, ``1m30s`` or ``500ms`` into seconds."""
-    if not isinstance(text, str) or not text:
-        raise ConfigError(path, f"must be a duration like 10s or 5m, got {_show(text)}")
-    pos, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text):
-        raise ConfigError(path, f"must be a duration like 10s or 5m, got {_show(text)}")
+    """Seconds in a Prometheus duration such as ``10s``, ``1m30s`` or ``500ms`` (durations.py)."""
+    try:
+        if not isinstance(text, str):
+            raise ValueError(text)
+        total = durations.parse_duration(text)
+    except ValueError:
+        raise ConfigError(path, f"must be a duration like 10s or 5m, got {_show(text)}") from None
     if total > MAX_DURATION:
         raise ConfigError(path, f"must be at most 100y, got {_show(text)}")
     return total

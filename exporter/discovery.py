@@ -1,7 +1,7 @@
 """Which listed jobs to watch: a pure choice from the API's job list and the time.
 
 Every unfinished job is watched; a settled one only until ``max_age`` after it ended (its last
-record's end, or its creation if no record has one), so an account's history does not pile up as
+live record's end, or its creation if no record has one), so an account's history does not pile up as
 series while a job that just failed is still seen failing. A listed job whose body is unusable is
 watched (and reported) unless its creation is readable and older than ``max_age``. IDs that could
 not be configured are not taken from the list either.
@@ -23,6 +23,7 @@ def watched_jobs(listed: ListResult, now: float, max_age: float) -> tuple[list[I
     return jobs, invalid
 
 
+
 def _ended_at(job: IngestionJob) -> float:
-    ends = [r.ended_at for r in job.records if r.ended_at is not None]
-    return max(ends, default=job.created_at)
+    # A job that does not say when it ended is as old as its creation: it leaves no later than that.
+    return job.ended_at if job.ended_at is not None else job.created_at

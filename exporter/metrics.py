@@ -157,7 +157,7 @@ def _add_job(f: _JobFamilies, job_id: str, job: IngestionJob, now: float, settin
         f.queue_min.add_metric([job_id], float(min(positions)))
         f.queue_max.add_metric([job_id], float(max(positions)))
 
-    duration = _job_duration(job, live, now)
+    duration = _job_duration(job, now)
     if duration is not None:
         f.duration.add_metric([job_id], duration)
 
@@ -232,11 +232,11 @@ def _status_counts(live: Sequence[FileRecord], extra_limit: int) -> list[tuple[s
     return result + sorted(kept)
 
 
-def _job_duration(job: IngestionJob, live: Sequence[FileRecord], now: float) -> float | None:
-    if job.status not in ("completed", "failed"):
+def _job_duration(job: IngestionJob, now: float) -> float | None:
+    if not job.is_finished:
         return _clamp(now - job.created_at)
-    ends = [r.ended_at for r in live if r.ended_at is not None]
-    return _clamp(max(ends) - job.created_at) if ends else None
+    ended = job.ended_at
+    return None if ended is None else _clamp(ended - job.created_at)
 
 
 def _final_status(record: FileRecord) -> str:

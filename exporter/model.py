@@ -88,11 +88,21 @@ class IngestionJob:
     records: tuple[FileRecord, ...]
 
     @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_JOB_STATUSES
+
+    @property
     def is_settled(self) -> bool:
         """A finished job whose records are all finished no longer changes."""
-        return self.status in FINISHED_JOB_STATUSES and all(
-            r.deleted or r.is_finished for r in self.records
-        )
+        return self.is_finished and all(r.deleted or r.is_finished for r in self.records)
+
+    @property
+    def ended_at(self) -> float | None:
+        """When a finished job ended: the last end among its live records. None while the job is
+        unfinished, or when none of its live records says when it ended."""
+        if not self.is_finished:
+            return None
+        return max((r.ended_at for r in self.records if not r.deleted and r.ended_at is not None), default=None)
 
 
 def parse_timestamp(value: str) -> float:

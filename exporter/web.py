@@ -124,16 +124,8 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("http request", extra={"fields": {"client": self.client_address[0], "request": format % args}})
 
 
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """``host:port``, ``:port`` (all interfaces) or ``[::1]:port``."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--web.listen-address must look like 127.0.0.1:9878, got {address!r}")
-    return host.strip("[]"), int(port)
-
-
-def serve(app: Callable, address: str) -> WSGIServer:
-    host, port = parse_listen_address(address)
+def serve(app: Callable, host: str, port: int) -> WSGIServer:
+    """Listen on ``host`` (all interfaces when empty) and ``port``, as parsed by address.py."""
     server_class = _ThreadingServer
     if ":" in host:
         server_class = type("_ThreadingServer6", (_ThreadingServer,), {"address_family": socket.AF_INET6})

@@ -22,6 +22,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
+# The exporter package beside this directory holds the one duration parser (Prometheus's grammar).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from exporter.durations import is_duration, parse_duration  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 THRESHOLDS_FILE = HERE / "thresholds.yml"
 TEMPLATE_FILE = HERE / "templates" / "seekrflow-alerts.rules.yml.tmpl"
@@ -34,31 +38,14 @@ BANNER = (
 )
 
 _PLACEHOLDER = re.compile(r"\$\{([a-z0-9_]+)\}")
-# Prometheus's own duration syntax: units largest first, each at most once (e.g. 1h30m).
-_DURATION = re.compile(
-    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$"
-)
-_UNIT_SECONDS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 
 
 class RenderError(ValueError):
     """A threshold or the template is wrong; the message names what and why."""
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in a Prometheus duration such as ``90s`` or ``1h30m``."""
-    match = _DURATION.match(text)
-    if not text or match is None:
-        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1h30m")
-    return sum(int(n) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS) if n)
-
-
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _is_duration(value: object) -> bool:
-    return isinstance(value, str) and bool(value) and _DURATION.match(value) is not None
 
 
 def load_thresholds(path: Path = THRESHOLDS_FILE) -> dict[str, object]:
@@ -75,9 +62,9 @@ def apply_overrides(thresholds: dict[str, object], overrides: dict[str, object])
         if name not in thresholds:
             raise RenderError(f"{name}: no such threshold (known: {', '.join(sorted(thresholds))})")
         default = thresholds[name]
-        if _is_duration(default):
+        if is_duration(default):
             value = str(value)
-            if not _is_duration(value):
+            if not is_duration(value):
                 raise RenderError(f"{name}: {value!r} is not a duration like 30s, 5m or 1h30m")
         elif isinstance(default, (int, float)):
             try:
@@ -111,7 +98,7 @@ def template_values(thresholds: dict[str, object]) -> dict[str, str]:
             values[name] = _number(value)
             continue
         values[name] = value
-        if _is_duration(value):
+        if is_duration(value):
             values[f"{name}_seconds"] = _number(parse_duration(value))
     return values
 

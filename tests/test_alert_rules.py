@@ -218,3 +218,10 @@ def test_overrides_are_checked(overrides, message):
 )
 def test_durations_parse_like_prometheus(text, seconds):
     assert render_rules.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5s1h", "1.5h", "10"])
+def test_a_duration_prometheus_refuses_is_refused_as_a_threshold(text):
+    with pytest.raises(render_rules.RenderError) as error:
+        render_rules.render({"exporter_down_for": text})
+    assert str(error.value) == f"exporter_down_for: {text!r} is not a duration like 30s, 5m or 1h30m"

@@ -54,9 +54,18 @@ def test_full_example_config_in_the_repo_is_valid():
 
 
 @pytest.mark.parametrize("text, seconds", [
-    ("10s", 10), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), ("2d", 172800), ("1m30s", 90), ("0s", 0)])
+    ("10s", 10), ("5m", 300), ("1h30m", 5400), ("500ms", 0.5), ("2d", 172800), ("1m30s", 90), ("0s", 0),
+    ("0", 0), ("1y2w3d4h5m6s7ms", 31536000 + 1209600 + 259200 + 14400 + 300 + 6.007)])
 def test_durations(text, seconds):
     assert parse_duration(text, "x") == seconds
+
+
+@pytest.mark.parametrize("text", ["5s1h", "1h1h", "1.5h", "10", "-5s", "1h ", "5m\n", "\u0663s", ""])
+def test_durations_outside_prometheus_grammar_are_refused(text):
+    # Units largest first, each at most once, whole ASCII numbers: what Prometheus itself accepts.
+    with pytest.raises(ConfigError) as error:
+        parse_duration(text, "scrape.cache_ttl")
+    assert str(error.value) == f"scrape.cache_ttl: must be a duration like 10s or 5m, got {text!r}"
 
 
 MISTAKES = [

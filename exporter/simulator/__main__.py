@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from ..address import parse_listen_address
 from .datajobs import SimulatedDataJobs
 from .server import SimulatorServer, parse_fault
 from .world import SimulatedWorld
@@ -106,11 +107,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _listen_address(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    try:
+        host, port = parse_listen_address(value)
+    except ValueError:
+        host, port = "", 0
+    if not host:  # a fake API with a known key is served on a named interface only
         raise ValueError(f"--listen-address {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    return host, int(port)
+    return host, port
 
 
 def _fault(spec: str) -> tuple[str, str]:

@@ -46,9 +46,12 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from ..model import parse_job
 from . import catalog
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Later than any planned record ends: a job's body then is its final one.
+_END_OF_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
 
 # Simulated seconds. Real conversions take minutes; failures are usually detected early.
 _FIRST_PICK = (2.0, 6.0)
@@ -127,6 +130,7 @@ class SimulatedWorld:
             for index in range(jobs)
         ]
         self._jobs = {plan.job_id: plan for plan in plans}
+        self._finished_at: dict[str, float | None] = {}
 
     def job_ids(self) -> list[str]:
         return list(self._jobs)
@@ -137,12 +141,19 @@ class SimulatedWorld:
         return None if plan is None else plan.created_us / 1_000_000
 
     def job_finished_at(self, job_id: str) -> float | None:
-        """When the job's last record ends, in Unix seconds; None if it never does (or unknown)."""
-        plan = self._jobs.get(job_id)
-        if plan is None or plan.stalled:
+        """When the job ends, in Unix seconds; None if it never does (or unknown).
+
+        Read from the job's final body the way the exporter reads it (``IngestionJob.ended_at``), so
+        the simulator and the exporter agree on what "ended" means; a job none of whose live
+        records ends (all deleted) ended when it was created.
+        """
+        if job_id not in self._jobs:
             return None
-        ends = [r.end_us for r in plan.records if r.end_us is not None]
-        return max(ends) / 1_000_000 if ends else plan.created_us / 1_000_000
+        if job_id not in self._finished_at:  # plans never change: computed once per job
+            final = parse_job(self.job_response(job_id, _END_OF_TIME))
+            ended = final.ended_at if final.ended_at is not None else final.created_at
+            self._finished_at[job_id] = ended if final.is_finished else None
+        return self._finished_at[job_id]
 
     def job_response(self, job_id: str, now: float) -> dict | None:
         """The IngestionResponse body of `job_id` as seen at `now`, None for an unknown job."""
