@@ -22,7 +22,7 @@ import time
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping, Sequence
+from typing import AbstractSet, Callable, Collection, Mapping, Sequence
 
 from .client import SeekrFlowClient
 from .config import ApiConfig, DiscoveryConfig, ScrapeConfig
@@ -42,11 +42,19 @@ class Handover:
     job_list: KnownList | None
 
 
+# ``wait_until(futures, deadline)``: the futures done by ``deadline`` (a ``monotonic`` time), returned
+# once all are done or the deadline has come.
+WaitUntil = Callable[[Collection[Future], float], AbstractSet[Future]]
+
+
 class JobPoller:
     def __init__(self, job_ids: Sequence[str], client: SeekrFlowClient, settings: ScrapeConfig, api: ApiConfig,
                  discovery: DiscoveryConfig | None = None,
                  wall_clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 monotonic: Callable[[], float] = time.monotonic,
+                 wait_until: WaitUntil | None = None):
+        """``wait_until`` goes with ``monotonic``: a clock that is not real time brings one that lets
+        a round's deadline come when that clock says (by default, real time on ``monotonic``)."""
         self._configured = tuple(job_ids)
         self._client = client
         self._settings = settings
@@ -54,6 +62,7 @@ class JobPoller:
         self._discovery = discovery if discovery is not None and discovery.enabled else None
         self._wall_clock = wall_clock
         self._monotonic = monotonic
+        self._wait_until = wait_until or self._wait_in_real_time
         self._pool: FetchPool | None = FetchPool(api.max_concurrency, monotonic)
         self._states = {job_id: JobState(job_id) for job_id in self._configured}
         self._job_list = JobList(self._discovery) if self._discovery is not None else None
@@ -166,7 +175,7 @@ class JobPoller:
             submitted[state.in_flight] = state
         unanswered = 0  # jobs with no data whose request missed the deadline
         pending = list(submitted) + ([listing] if listing is not None else [])
-        done, _ = wait(pending, timeout=max(deadline - self._monotonic(), 0.0))
+        done = self._wait_until(pending, deadline)
         if listing is not None and listing in done:
             started, listed = listing.result()
             answered += 1
@@ -195,6 +204,9 @@ class JobPoller:
         snapshots = tuple(self._states[j].snapshot(now, self._settings.serve_stale_for) for j in self.job_ids)
         discovery = None if self._job_list is None else self._job_list.status
         self._result = ScrapeResult(snapshots, self._api_up, discovery)
+
+    def _wait_in_real_time(self, futures: Collection[Future], deadline: float) -> AbstractSet[Future]:
+        return wait(futures, timeout=max(deadline - self._monotonic(), 0.0)).done
 
     def _collect_late_answers(self) -> tuple[int, bool]:
         """Apply answers that arrived after their scrape's deadline: they may be the newest data."""

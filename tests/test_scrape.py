@@ -14,9 +14,13 @@ from exporter.results import DiscoveryStatus
 from exporter.scrape import JobPoller
 from exporter.simulator import SimulatedWorld, SimulatorServer
 from harness import wait_until
+from paced import PacedClock, PacedSimulator
 
 KEY = "sk-test-poller-81b2"
 FIXTURES = Path(__file__).parent / "fixtures"
+# Deadlines in real time: far beyond what any answer of the simulator takes on a busy machine (the
+# rounds end as soon as every answer is in, so a generous budget costs nothing).
+BUDGET = 30.0
 
 
 class Clock:
@@ -29,27 +33,44 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def simulator():
+def fixture_bodies():
     bodies = {}
     for name in ("job_running.json", "job_completed.json"):
         body = json.loads((FIXTURES / name).read_text())
         bodies[body["id"]] = body
     bodies["ij-slow"] = dict(bodies["ij-running"], id="ij-slow")
-    server = SimulatorServer(SimulatedWorld(jobs=0, files_per_job=1), KEY, fixtures=bodies,
+    return bodies
+
+
+@pytest.fixture
+def simulator():
+    server = SimulatorServer(SimulatedWorld(jobs=0, files_per_job=1), KEY, fixtures=fixture_bodies(),
                              faults={"ij-slow": "slow:1"})
     server.start("127.0.0.1", 0)
     yield server
     server.stop()
 
 
-def poller_for(simulator, jobs, clock=time.monotonic, concurrency=4, **scrape):
-    api = ApiConfig(base_url=simulator.url, api_key=KEY, max_concurrency=concurrency, request_timeout=5.0)
+def paced_simulator(answer_after, workers):
+    """Every answer ``answer_after`` seconds after its request, on the clock of the poller (see paced.py)."""
+    server = PacedSimulator(SimulatedWorld(jobs=0, files_per_job=1), KEY, fixtures=fixture_bodies(),
+                            clock=PacedClock(), answer_after=answer_after, workers=workers)
+    server.start("127.0.0.1", 0)
+    return server
+
+
+def poller_for(simulator, jobs, clock=time.monotonic, concurrency=4, wait_until=None, **scrape):
+    api = ApiConfig(base_url=simulator.url, api_key=KEY, max_concurrency=concurrency, request_timeout=BUDGET)
     counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
-    return JobPoller(jobs, SeekrFlowClient(api, counter), ScrapeConfig(**scrape), api, monotonic=clock)
+    return JobPoller(jobs, SeekrFlowClient(api, counter), ScrapeConfig(**scrape), api, monotonic=clock,
+                     wait_until=wait_until)
 
 
-def scrape(poller, clock=None, budget=5.0):
+def paced_poller_for(simulator, jobs, **scrape):
+    return poller_for(simulator, jobs, simulator.clock, simulator.workers, simulator.wait_until, **scrape)
+
+
+def scrape(poller, clock=None, budget=BUDGET):
     return {s.job_id: s for s in poller.scrape((clock() if clock else time.monotonic()) + budget).snapshots}
 
 
@@ -96,40 +117,43 @@ def test_stale_data_stands_in_for_serve_stale_for_then_goes(simulator):
         clock.now += 1
         gone = scrape(poller, clock)["ij-running"]
         assert (gone.fresh, gone.error, gone.job) == (False, "connection_error", None)
-        assert poller.scrape(clock() + 5).api_up is False
+        assert poller.scrape(clock() + BUDGET).api_up is False
     finally:
         poller.close()
 
 
-def test_an_answer_after_the_deadline_is_used_by_the_next_scrape(simulator):
-    poller = poller_for(simulator, ["ij-slow"], cache_ttl=0.0)
+def test_an_answer_after_the_deadline_is_used_by_the_next_scrape():
+    simulator = paced_simulator(answer_after=1.0, workers=4)
+    clock = simulator.clock
+    poller = paced_poller_for(simulator, ["ij-slow"], cache_ttl=0.0)
     try:
-        first = scrape(poller, budget=0.2)["ij-slow"]
+        first = scrape(poller, clock, budget=0.2)["ij-slow"]
         assert (first.error, first.job) == ("timeout", None)
         # Every answer takes 1 s and every scrape waits 0.2 s: data can only come from an answer
         # that arrived after its scrape had given up.
-        later = wait_until(lambda: scrape(poller, budget=0.2)["ij-slow"].job, timeout=10, what="a late answer")
+        later = wait_until(lambda: scrape(poller, clock, budget=0.2)["ij-slow"].job, what="a late answer")
         assert later.status == "running" and len(later.records) == 8
         # From then on every round sends a request that misses its deadline, yet the job is not
         # failing: it has data, one round old, and its request is on the way.
         for _ in range(3):
-            result = poller.scrape(time.monotonic() + 0.2)
+            result = poller.scrape(clock() + 0.2)
             (snapshot,) = result.snapshots
             assert (snapshot.fresh, snapshot.error, result.api_up) == (True, None, True)
     finally:
         poller.close()
+        simulator.stop()
 
 
-def test_an_oversubscribed_pool_serves_every_job_in_turn(simulator):
-    simulator.latency = 0.25
+def test_an_oversubscribed_pool_serves_every_job_in_turn():
+    simulator = paced_simulator(answer_after=0.25, workers=1)
     jobs = ["ij-running", "ij-done", "ij-a", "ij-b"]
     # ij-a and ij-b are unknown (404): answered, but never fresh. The two real jobs must each get
     # fresh data although one worker cannot fetch all four within one scrape's budget.
-    poller = poller_for(simulator, jobs, concurrency=1, cache_ttl=0.0, finished_job_refresh=0.0)
+    poller = paced_poller_for(simulator, jobs, cache_ttl=0.0, finished_job_refresh=0.0)
     try:
         seen_fresh = set()
         for _ in range(12):
-            snapshots = scrape(poller, budget=0.4)
+            snapshots = scrape(poller, simulator.clock, budget=0.4)
             seen_fresh |= {job_id for job_id, snap in snapshots.items() if snap.fresh}
             if seen_fresh == {"ij-running", "ij-done"}:
                 break
@@ -137,6 +161,7 @@ def test_an_oversubscribed_pool_serves_every_job_in_turn(simulator):
         assert {"ij-a", "ij-b"} <= set(simulator.job_requests)
     finally:
         poller.close()
+        simulator.stop()
 
 
 def discovery_simulator(extra_fixtures=None):
@@ -153,7 +178,7 @@ def discovery_simulator(extra_fixtures=None):
 
 
 def discovering_poller(simulator, clock, jobs=(), **scrape):
-    api = ApiConfig(base_url=simulator.url, api_key=KEY, request_timeout=5.0)
+    api = ApiConfig(base_url=simulator.url, api_key=KEY, request_timeout=BUDGET)
     counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
     return JobPoller(jobs, SeekrFlowClient(api, counter), ScrapeConfig(**scrape), api,
                      DiscoveryConfig(enabled=True, interval=300.0, max_age=7 * 86400.0), monotonic=clock)
@@ -164,7 +189,7 @@ def test_discovery_watches_unfinished_and_recent_jobs_from_one_list_read():
     clock = Clock()
     poller = discovering_poller(simulator, clock, cache_ttl=0.0)
     try:
-        result = poller.scrape(clock() + 5)
+        result = poller.scrape(clock() + BUDGET)
         world_ids = set(simulator.world.job_ids())
         # ij-done finished in January: older than max_age, so left out; ij-running is unfinished.
         assert {s.job_id for s in result.snapshots} == world_ids | {"ij-running"}
@@ -174,12 +199,12 @@ def test_discovery_watches_unfinished_and_recent_jobs_from_one_list_read():
 
         # Within the interval the list is not read again; the unfinished jobs are read one by one.
         clock.now += 10
-        poller.scrape(clock() + 5)
+        poller.scrape(clock() + BUDGET)
         assert simulator.requests["/v1/flow/alignment/ingestion"] == 1
         assert simulator.job_requests["ij-running"] == 1
 
         clock.now += 300
-        poller.scrape(clock() + 5)
+        poller.scrape(clock() + BUDGET)
         assert simulator.requests["/v1/flow/alignment/ingestion"] == 2
     finally:
         poller.close()
@@ -193,12 +218,12 @@ def test_a_broken_listed_job_fails_alone_and_a_failed_list_keeps_what_was_found(
     clock = Clock()
     poller = discovering_poller(simulator, clock, jobs=["ij-done"], cache_ttl=0.0)
     try:
-        snapshots = {s.job_id: s for s in poller.scrape(clock() + 5).snapshots}
+        snapshots = {s.job_id: s for s in poller.scrape(clock() + BUDGET).snapshots}
         assert snapshots["ij-broken"].error == "invalid_schema"
         assert snapshots["ij-running"].fresh and snapshots["ij-done"].fresh  # configured jobs always stay
         simulator.stop()
         clock.now += 301
-        result = poller.scrape(clock() + 5)
+        result = poller.scrape(clock() + BUDGET)
         assert result.discovery.ok is False
         assert {s.job_id for s in result.snapshots} == set(snapshots)
         assert result.api_up is False
@@ -210,16 +235,16 @@ def test_a_settled_job_leaves_when_it_passes_max_age():
     simulator = discovery_simulator()
     clock, wall = Clock(), Clock()
     wall.now = 1768487400.0 + 86400  # a day after ij-done was created
-    api = ApiConfig(base_url=simulator.url, api_key=KEY, request_timeout=5.0)
+    api = ApiConfig(base_url=simulator.url, api_key=KEY, request_timeout=BUDGET)
     counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
     poller = JobPoller((), SeekrFlowClient(api, counter), ScrapeConfig(cache_ttl=0.0), api,
                        DiscoveryConfig(enabled=True, interval=60.0, max_age=7 * 86400.0), monotonic=clock,
                        wall_clock=wall)
     try:
-        assert "ij-done" in {s.job_id for s in poller.scrape(clock() + 5).snapshots}
+        assert "ij-done" in {s.job_id for s in poller.scrape(clock() + BUDGET).snapshots}
         wall.now += 7 * 86400
         clock.now += 60
-        result = poller.scrape(clock() + 5)
+        result = poller.scrape(clock() + BUDGET)
         assert "ij-done" not in {s.job_id for s in result.snapshots}
         assert "ij-running" in {s.job_id for s in result.snapshots}  # unfinished: kept whatever its age
         assert result.discovery == DiscoveryStatus(True, 4)
@@ -231,14 +256,14 @@ def test_a_settled_job_leaves_when_it_passes_max_age():
 def test_a_failing_job_list_is_asked_again_with_back_off():
     simulator = discovery_simulator()
     clock = Clock()
-    api = ApiConfig(base_url=simulator.url, api_key="sk-refused-key", request_timeout=5.0)
+    api = ApiConfig(base_url=simulator.url, api_key="sk-refused-key", request_timeout=BUDGET)
     counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
     poller = JobPoller((), SeekrFlowClient(api, counter), ScrapeConfig(cache_ttl=0.0), api,
                        DiscoveryConfig(enabled=True, interval=300.0), monotonic=clock)
     lists = []
     try:
         for _ in range(8):  # a scrape every 5 s
-            result = poller.scrape(clock() + 5)
+            result = poller.scrape(clock() + BUDGET)
             lists.append(simulator.requests["/v1/flow/alignment/ingestion"])
             clock.now += 5
         # Read at 0 s, then 10 s after the first failure, then 20 s after the second.
@@ -256,7 +281,7 @@ def test_a_reload_during_a_slow_scrape_keeps_what_was_known(simulator):
     try:
         assert all(s.fresh for s in scrape(old).values())
         # A scrape on the old poller is waiting on the slow job when the reload comes.
-        busy = threading.Thread(target=old.scrape, args=(time.monotonic() + 5,))
+        busy = threading.Thread(target=old.scrape, args=(time.monotonic() + BUDGET,))
         busy.start()
         wait_until(lambda: simulator.job_requests["ij-slow"] == 2, what="the old poller's second request")
         new.take_over(old)
