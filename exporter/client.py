@@ -102,11 +102,13 @@ class SeekrFlowClient:
 
 
 def _parse_list(payload: Any, terminal_statuses: frozenset[str]) -> ListResult:
-    """One bad job in the list fails that job, not the list."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+    """One bad job in the list fails that job, not the list. ``"data": null`` (or none) is an empty
+    list, as the SDK reads it."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict) or not isinstance(data, (list, type(None))):
         raise InvalidResponse('expected {"object": "list", "data": [...]}')
     jobs, invalid = [], {}
-    for item in payload["data"]:
+    for item in data or ():
         try:
             jobs.append(parse_job(item, terminal_statuses))
         except InvalidResponse as err:

@@ -5,23 +5,46 @@ live record's end, or its creation if no record has one), so an account's histor
 series while a job that just failed is still seen failing. A listed job whose body is unusable is
 watched (and reported) unless its creation is readable and older than ``max_age``. IDs that could
 not be configured are not taken from the list either.
+
+A job listed without records (the SDK types the list's ``file_records`` as optional) is judged by
+the records already held for it; with none held, when it ended is unknown and it is watched: its
+own fetch brings the records, and the next read of the list decides with them.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+from typing import Mapping
 
 from .config import JOB_ID_PATTERN
 from .model import IngestionJob
 from .results import ListResult
 
 
-def watched_jobs(listed: ListResult, now: float, max_age: float) -> tuple[list[IngestionJob], dict[str, str]]:
-    """(jobs to watch, {job id: why its listed body is unusable}) from one read of the list."""
+def watched_jobs(listed: ListResult, now: float, max_age: float, held: Mapping[str, IngestionJob] | None = None,
+                 ) -> tuple[list[IngestionJob], dict[str, str]]:
+    """(jobs to watch, {job id: why its listed body is unusable}) from one read of the list.
+
+    ``held``: the jobs as last fetched, by ID, for listed jobs that come without their records.
+    """
+    held = held or {}
     jobs = [job for job in listed.jobs
-            if JOB_ID_PATTERN.fullmatch(job.id) and (not job.is_settled or now - _ended_at(job) <= max_age)]
+            if JOB_ID_PATTERN.fullmatch(job.id) and _recent(_with_held_records(job, held.get(job.id)), now, max_age)]
     invalid = {job_id: detail for job_id, (detail, created_at) in listed.invalid.items()
                if JOB_ID_PATTERN.fullmatch(job_id) and (created_at is None or now - created_at <= max_age)}
     return jobs, invalid
 
+
+def _with_held_records(job: IngestionJob, held: IngestionJob | None) -> IngestionJob:
+    if job.records_known or held is None or not held.records_known:
+        return job
+    return replace(job, records=held.records, records_known=True)
+
+
+def _recent(job: IngestionJob, now: float, max_age: float) -> bool:
+    if not job.records_known:
+        return True  # when it ended is unknown until its own fetch brings the records
+    return not job.is_settled or now - _ended_at(job) <= max_age
 
 
 def _ended_at(job: IngestionJob) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 from .config import DiscoveryConfig
 from .discovery import watched_jobs
@@ -65,9 +65,12 @@ class JobList:
         """The request returned by ``request`` has been taken; the next read needs a new one."""
         self._in_flight = None
 
-    def accept(self, listed: ListResult, now: float, wall_now: float,
+    def accept(self, listed: ListResult, now: float, wall_now: float, held: Mapping[str, IngestionJob],
                ) -> tuple[list[IngestionJob], dict[str, str]] | None:
-        """Take one read of the list (at monotonic ``now``); what to watch from it, or None if it failed."""
+        """Take one read of the list (at monotonic ``now``); what to watch from it, or None if it failed.
+
+        ``held``: the jobs as last fetched, for listed jobs that come without records.
+        """
         if listed.failure is not None:
             if self._ok is not False:
                 log.warning("job list failed", extra={"fields": {
@@ -81,7 +84,7 @@ class JobList:
             return None  # keep the jobs found before
         self._ok, self._failures = True, 0
         self._next_read = now + self._settings.interval
-        jobs, invalid = watched_jobs(listed, wall_now, self._settings.max_age)
+        jobs, invalid = watched_jobs(listed, wall_now, self._settings.max_age, held)
         previous = set(self.job_ids)
         self.job_ids = tuple(sorted({job.id for job in jobs} | set(invalid)))
         if set(self.job_ids) != previous:

@@ -86,6 +86,9 @@ class IngestionJob:
     created_at: float
     output_files: int
     records: tuple[FileRecord, ...]
+    # False when the answer had no file_records (null or left out, as the SDK allows, and as a job
+    # list may send): "no records" is then unknown, not zero.
+    records_known: bool = True
 
     @property
     def is_finished(self) -> bool:
@@ -163,6 +166,7 @@ def parse_job(payload: Any, terminal_statuses: frozenset[str] = DEFAULT_TERMINAL
         created_at=_time(payload, "created_at", "created_at", required=True),
         output_files=len(output_files),
         records=records,
+        records_known=raw_records is not None,
     )
 
 

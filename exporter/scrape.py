@@ -169,18 +169,18 @@ class JobPoller:
         due.sort(key=lambda job_id: self._states[job_id].data_from or float("-inf"))
         submitted: dict[Future, JobState] = {}
         for job_id in due:
-            state = self._states[job_id]
-            if state.in_flight is None:
-                state.in_flight = pool.submit(self._client.fetch_job, job_id, self._request_timeout)
-            submitted[state.in_flight] = state
+            self._submit(pool, self._states[job_id], submitted)
         unanswered = 0  # jobs with no data whose request missed the deadline
-        pending = list(submitted) + ([listing] if listing is not None else [])
-        done = self._wait_until(pending, deadline)
-        if listing is not None and listing in done:
-            started, listed = listing.result()
-            answered += 1
-            key_accepted = key_accepted or listed.key_accepted
-            self._accept_list(started, listed)
+        if listing is not None:
+            # The list first (the jobs' requests run meanwhile): a job it shows without records
+            # is fetched on its own, still in this round.
+            if listing in self._wait_until([listing], deadline):
+                started, listed = listing.result()
+                answered += 1
+                key_accepted = key_accepted or listed.key_accepted
+                for job_id in self._accept_list(started, listed):
+                    self._submit(pool, self._states[job_id], submitted)
+        done = self._wait_until(list(submitted), deadline)
         for future, state in submitted.items():
             if future in done:
                 state.in_flight = None
@@ -208,6 +208,11 @@ class JobPoller:
     def _wait_in_real_time(self, futures: Collection[Future], deadline: float) -> AbstractSet[Future]:
         return wait(futures, timeout=max(deadline - self._monotonic(), 0.0)).done
 
+    def _submit(self, pool: FetchPool, state: JobState, submitted: dict[Future, JobState]) -> None:
+        if state.in_flight is None:
+            state.in_flight = pool.submit(self._client.fetch_job, state.job_id, self._request_timeout)
+        submitted[state.in_flight] = state
+
     def _collect_late_answers(self) -> tuple[int, bool]:
         """Apply answers that arrived after their scrape's deadline: they may be the newest data."""
         count, key_accepted = 0, False
@@ -220,17 +225,26 @@ class JobPoller:
                 state.apply(started, result, self._wall_clock(), self._monotonic())
         return count, key_accepted
 
-    def _accept_list(self, started: float, listed: ListResult) -> None:
+    def _accept_list(self, started: float, listed: ListResult) -> list[str]:
+        """Take the list's answer; the IDs of the watched jobs that need their own fetch now."""
         assert self._job_list is not None
         self._job_list.answered()
-        watch = self._job_list.accept(listed, self._monotonic(), self._wall_clock())
+        held = {job_id: state.job for job_id, state in self._states.items() if state.job is not None}
+        watch = self._job_list.accept(listed, self._monotonic(), self._wall_clock(), held)
         if watch is None:
-            return
+            return []
         jobs, invalid = watch
         wall_now, now = self._wall_clock(), self._monotonic()
+        fetch_now = []
         for job in jobs:
             state = self._states.setdefault(job.id, JobState(job.id))
-            state.apply(started, FetchResult(job.id, job, http_status=200), wall_now, now, from_list=True)
+            if job.records_known:  # the list's copy is as good as the job's own answer
+                state.apply(started, FetchResult(job.id, job, http_status=200), wall_now, now, from_list=True)
+            elif state.job is None and state.is_due(now, self._settings.finished_job_refresh):
+                # Listed without records: never replaces records held, and without any the job
+                # is fetched on its own, so its first scrape shows its files.
+                fetch_now.append(job.id)
         for job_id, detail in invalid.items():
             state = self._states.setdefault(job_id, JobState(job_id))
             state.apply(started, FetchResult(job_id, None, "invalid_schema", detail, 200), wall_now, now, from_list=True)
+        return fetch_now

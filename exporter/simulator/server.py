@@ -17,7 +17,8 @@ A job's body comes from ``fixtures`` (served verbatim) before the world; a data 
 total and no next link, like the API: a client reads pages until one is short. A bad query
 parameter is a 422 with FastAPI's ``{"detail": [{"loc": ["query", name], ...}]}``.
 ``faults`` replace the answer for a job (or data job) on the single-job routes only; the lists
-always hold the healthy bodies. A fault
+always hold the healthy bodies. ``list_file_records`` makes the ingestion lists send each job's
+``file_records`` in full (the default), as null, or not at all (the SDK types it optional). A fault
 also makes its job ID known, so a fault can be set for an ID that nothing else serves (a body fault
 then breaks a minimal queued body).
 """
@@ -53,6 +54,8 @@ FAULT_STATUS = {
 # A 429 tells the client when to come back, as a polite server does.
 RETRY_AFTER_SECONDS = 60
 BODY_FAULTS = ("bad_json", "bad_schema")
+# How the ingestion lists carry each job's records: in full, as null, or not at all.
+LIST_FILE_RECORDS = ("full", "null", "missing")
 
 
 def parse_fault(kind: str) -> tuple[str, float]:
@@ -85,6 +88,7 @@ class SimulatorServer:
         fixtures: Mapping[str, dict] | None = None,
         data_jobs: SimulatedDataJobs | None = None,
         data_job_fixtures: Mapping[str, dict] | None = None,
+        list_file_records: str = "full",
         clock: Callable[[], float] = time.time,
         access_log: bool = False,
     ) -> None:
@@ -100,6 +104,9 @@ class SimulatorServer:
         self._fixtures = dict(fixtures or {})
         self.data_jobs = data_jobs
         self._data_job_fixtures = dict(data_job_fixtures or {})
+        if list_file_records not in LIST_FILE_RECORDS:
+            raise ValueError(f"list_file_records must be one of {', '.join(LIST_FILE_RECORDS)}")
+        self._list_file_records = list_file_records
         self._counts: Counter[str] = Counter()
         self._job_counts: Counter[str] = Counter()
         self._team_counts: Counter[str] = Counter()
@@ -221,7 +228,12 @@ class SimulatorServer:
     def _all_jobs(self, now: float) -> list[dict]:
         ids = self.world.job_ids()
         ids += [job_id for job_id in self._fixtures if job_id not in ids]
-        return [self._job_body(job_id, now) for job_id in ids]
+        bodies = [self._job_body(job_id, now) for job_id in ids]
+        if self._list_file_records == "full":
+            return bodies
+        # The SDK types file_records as optional: a list may leave the records out, or send null.
+        return [{k: v for k, v in body.items() if k != "file_records"}
+                | ({"file_records": None} if self._list_file_records == "null" else {}) for body in bodies]
 
     def _data_job_body(self, data_job_id: str, now: float) -> dict | None:
         if data_job_id in self._data_job_fixtures:
