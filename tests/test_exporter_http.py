@@ -324,7 +324,10 @@ def test_discovery_exports_the_jobs_the_key_can_see(simulator):
     assert value(got, "seekrflow_exporter_discovery_success") == 1
     assert value(got, "seekrflow_exporter_discovered_jobs") == len(expected)
     assert value(got, "seekrflow_exporter_api_requests_total", endpoint="/v1/flow/ingestion", code="200") == 1
-    assert simulator.requests == {"/v1/flow/ingestion": 1}
+    # Listed with its records, a job needs no request of its own; ij-odd is listed with
+    # file_records null, so it is fetched on its own in the same round.
+    assert simulator.requests == {"/v1/flow/ingestion": 1, "/v1/flow/ingestion/{id}": 1}
+    assert simulator.job_requests == {"ij-odd": 1}
     assert f"Exporting {len(expected)} ingestion jobs" in landing
 
 
