@@ -36,7 +36,8 @@ def fixture_bodies():
 @pytest.fixture
 def simulator():
     world = SimulatedWorld(jobs=3, files_per_job=8, seed=3, started_at=time.time())
-    server = SimulatorServer(world, KEY, fixtures=fixture_bodies(), faults=dict(FAULTS, **{"ij-slow": "slow:5"}))
+    # ij-slow answers only when the simulator stops (stop() cuts the wait short).
+    server = SimulatorServer(world, KEY, fixtures=fixture_bodies(), faults=dict(FAULTS, **{"ij-slow": "slow:600"}))
     server.start("127.0.0.1", 0)
     yield server
     server.stop()
@@ -139,9 +140,19 @@ def test_unreachable_api_gives_up_zero(simulator):
 
 
 def test_scrape_deadline_from_prometheus_header_fails_only_the_slow_job(simulator):
-    config = config_for(simulator, ["ij-slow", "ij-done", "ij-running"], api={"timeout": "30s"})
-    with ExporterProcess(config, KEY) as exporter:
+    # Without the header's deadline a scrape would wait for ij-slow far longer than the test's client.
+    config = config_for(simulator, ["ij-slow", "ij-done", "ij-running"], api={"timeout": "10m"},
+                        scrape={"timeout": "10m", "cache_ttl": "0s"})
+
+    def every_answer_but_the_slow_one():
+        # Each scrape waits 1 s; an answer that misses it serves the next scrape. On a busy machine
+        # the first round may miss it, so scrape until a round had every answer but ij-slow's.
         got = parse_exposition(exporter.scrape({"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}).text)
+        ok = [value(got, P + "job_scrape_success", job_id=job_id) for job_id in ("ij-done", "ij-running")]
+        return got if ok == [1, 1] and value(got, "seekrflow_up") == 1 else None
+
+    with ExporterProcess(config, KEY) as exporter:
+        got = wait_until(every_answer_but_the_slow_one, timeout=30, what="a scrape with every answer but ij-slow's")
     assert value(got, P + "job_scrape_error_info", job_id="ij-slow", reason="timeout") == 1
     assert value(got, P + "job_scrape_success", job_id="ij-done") == 1
     assert value(got, P + "job_scrape_success", job_id="ij-running") == 1

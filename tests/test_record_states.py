@@ -178,13 +178,13 @@ def test_a_job_left_with_a_cancelled_record_is_read_only_every_finished_job_refr
                 "ij-2": body("completed", record("u1", "converting", processing=5), job_id="ij-2")}
     clock = Clock()
     with SimulatorServer(SimulatedWorld(jobs=0, files_per_job=1), KEY, fixtures=fixtures) as simulator:
-        api = ApiConfig(base_url=simulator.url, api_key=KEY, request_timeout=5.0)
+        api = ApiConfig(base_url=simulator.url, api_key=KEY, request_timeout=30.0)
         client = SeekrFlowClient(api, Counter("r", "r", ["endpoint", "code"], registry=CollectorRegistry()))
         poller = JobPoller(["ij-1", "ij-2"], client, ScrapeConfig(cache_ttl=0.0, finished_job_refresh=600.0), api,
                            monotonic=clock)
         try:
             for _ in range(4):
-                poller.scrape(clock() + 10.0)
+                poller.scrape(clock() + 30.0)
                 clock.now += 100
             assert simulator.job_requests == {"ij-1": 1, "ij-2": 4}
         finally:

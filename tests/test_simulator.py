@@ -412,7 +412,7 @@ class _Lines:
         self.fd = stream.fileno()
         self.pending = b""
 
-    def read(self, count: int, timeout: float = 10.0) -> list[str]:
+    def read(self, count: int, timeout: float = 30.0) -> list[str]:
         """`count` lines, failing after `timeout` instead of hanging."""
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
@@ -449,7 +449,7 @@ def start_process():
     for process in processes:
         if process.poll() is None:
             process.kill()
-        process.communicate(timeout=10)
+        process.communicate(timeout=30)
 
 
 def test_the_module_prints_its_url_and_jobs_serves_and_stops_on_sigterm(start_process, tmp_path):
@@ -470,8 +470,8 @@ def test_the_module_prints_its_url_and_jobs_serves_and_stops_on_sigterm(start_pr
     assert _get(f"{url}/v1/flow/ingestion", key="nope").status_code == 401
 
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=10) == 0
-    out, err = process.communicate(timeout=10)
+    assert process.wait(timeout=30) == 0
+    out, err = process.communicate(timeout=30)
     assert (out, err) == (b"", b"")  # quiet: no access log, and the key never printed
     with pytest.raises(requests.ConnectionError):
         _get(f"{url}/v1/flow/ingestion")
@@ -485,8 +485,8 @@ def test_without_a_key_in_the_environment_one_is_generated_and_shown_once(start_
                        notice).group(1)
     assert _get(f"{url}/v1/flow/ingestion", key=key).status_code == 200
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=10) == 0
-    assert process.communicate(timeout=10) == (b"", b"")
+    assert process.wait(timeout=30) == 0
+    assert process.communicate(timeout=30) == (b"", b"")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -498,7 +498,7 @@ def test_without_a_key_in_the_environment_one_is_generated_and_shown_once(start_
 ])
 def test_bad_arguments_stop_with_one_line(start_process, args, message):
     process = start_process(args)
-    assert process.wait(timeout=10) == 2
-    out, err = process.communicate(timeout=10)
+    assert process.wait(timeout=30) == 2
+    out, err = process.communicate(timeout=30)
     assert out == b""
     assert message in err.decode().splitlines()[-1]
