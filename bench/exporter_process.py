@@ -53,7 +53,7 @@ class ExporterProcess:
         self._session = loopback_session()
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "ExporterProcess":
+    def __enter__(self) -> ExporterProcess:
         # A file, not a pipe: a chatty exporter must never block on a full pipe mid-benchmark.
         self._stderr = open(Path(self._dir.name) / "stderr.log", "w+b")
         self.proc = subprocess.Popen(self._args, cwd=ROOT, env=self._env,

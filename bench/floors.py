@@ -71,7 +71,7 @@ class FetchFloorClient:
         self._proc.stdout.close()
         self._proc.stderr.close()
 
-    def __enter__(self) -> "FetchFloorClient":
+    def __enter__(self) -> FetchFloorClient:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass
 from statistics import median
 
-from exporter.config import MetricsConfig
-from exporter.metrics import FamiliesCollector, build_job_families
-from exporter.model import JobSnapshot, parse_job
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from exporter.config import MetricsConfig
+from exporter.metrics import FamiliesCollector, build_job_families
+from exporter.model import JobSnapshot, parse_job
 from floors import count_samples
 
 

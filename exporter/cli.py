@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
@@ -110,12 +111,12 @@ def _run(config: Config, load, listen: str, address: tuple[str, int], demo: bool
 
     # Signal handlers only note what was asked; the work happens in this thread, outside them.
     wake, stop, reload = threading.Event(), threading.Event(), threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: (stop.set(), wake.set()))
-    signal.signal(signal.SIGINT, lambda *_: (stop.set(), wake.set()))
-    signal.signal(signal.SIGHUP, lambda *_: (reload.set(), wake.set()))
+    signal.signal(signal.SIGTERM, _setting(stop, wake))
+    signal.signal(signal.SIGINT, _setting(stop, wake))
+    signal.signal(signal.SIGHUP, _setting(reload, wake))
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
     log.info("listening", extra={"fields": {
         "address": f"{host}:{port}", "jobs": len(config.jobs), "base_url": _shown_url(config.api.base_url),
@@ -145,6 +146,14 @@ def _shown_url(url: str) -> str:
     if "@" not in parts.netloc:
         return url
     return urlunsplit(parts._replace(netloc="<redacted>@" + parts.netloc.rpartition("@")[2]))
+
+
+def _setting(*events: threading.Event) -> Callable[[int, Any], None]:
+    """A signal handler that only sets ``events``."""
+    def handler(signum: int, frame: Any) -> None:
+        for event in events:
+            event.set()
+    return handler
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,9 +11,9 @@ import json
 import math
 import time
 from dataclasses import replace
-from typing import Any, Callable, Mapping
 from datetime import timezone
 from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Mapping
 from urllib.parse import quote
 
 from prometheus_client import Counter
@@ -125,7 +125,7 @@ def _created_at_if_readable(item: dict) -> float | None:
         return None
 
 
-def _detail_of(body: bytes) -> str:
+def _detail_of(body: bytes | bytearray) -> str:
     """FastAPI puts a reason in {"detail": ...}; show a short, single-line piece of it."""
     try:
         detail = json.loads(body).get("detail")

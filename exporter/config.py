@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from .files import FileProblem, load_yaml, read_text
-
 from . import durations
-
+from .files import FileProblem, load_yaml, read_text
 from .model import DEFAULT_TERMINAL_RECORD_STATUSES, MAX_STATUS_LENGTH
 
 DEFAULT_BASE_URL = "https://flow.seekr.com"

@@ -46,18 +46,22 @@ class _JobFamilies:
     last_success: GaugeMetricFamily
 
     @classmethod
-    def empty(cls) -> "_JobFamilies":
+    def empty(cls) -> _JobFamilies:
         j = ["job_id"]
         js = ["job_id", "status"]
         return cls(
             status=_gauge("job_status", "Current status of the ingestion job: 1 for the current one, 0 for the others.", js),
             created=_gauge("job_created_timestamp_seconds", "When the ingestion job was created, as Unix seconds.", j),
-            output_files=_gauge("job_output_files", "Converted files the ingestion job has produced (length of output_files).", j),
+            output_files=_gauge("job_output_files",
+                                "Converted files the ingestion job has produced (length of output_files).", j),
             files=_gauge("job_files", "File records of the ingestion job that are not deleted, per record status.", js),
             deleted=_gauge("job_files_deleted", "Soft-deleted file records of the ingestion job (counted nowhere else).", j),
-            queue_min=_gauge("job_queue_position_min", "Best (lowest) queue position among the job's live file records that have one.", j),
-            queue_max=_gauge("job_queue_position_max", "Worst (highest) queue position among the job's live file records that have one.", j),
-            duration=_gauge("job_duration_seconds", "Time from job creation to its last record end (finished jobs) or to now (unfinished jobs).", j),
+            queue_min=_gauge("job_queue_position_min",
+                             "Best (lowest) queue position among the job's live file records that have one.", j),
+            queue_max=_gauge("job_queue_position_max",
+                             "Worst (highest) queue position among the job's live file records that have one.", j),
+            duration=_gauge("job_duration_seconds",
+                            "Time from job creation to its last record end (finished jobs) or to now (unfinished jobs).", j),
             processing=GaugeHistogramMetricFamily(
                 _PREFIX + "job_file_processing_duration_seconds",
                 "Processing time (end minus processing_at) of the job's finished file records, per final status.",
@@ -69,8 +73,10 @@ class _JobFamilies:
                 labels=j,
             ),
             success=_gauge("job_scrape_success", "1 when this scrape holds fresh data for the job, else 0.", j),
-            error=_gauge("job_scrape_error_info", "Why the latest fetch of the job failed; present only while it fails.", ["job_id", "reason"]),
-            last_success=_gauge("job_last_success_timestamp_seconds", "When the job was last fetched successfully, as Unix seconds.", j),
+            error=_gauge("job_scrape_error_info",
+                         "Why the latest fetch of the job failed; present only while it fails.", ["job_id", "reason"]),
+            last_success=_gauge("job_last_success_timestamp_seconds",
+                                "When the job was last fetched successfully, as Unix seconds.", j),
         )
 
     def all(self) -> list[Metric]:
@@ -89,14 +95,16 @@ class _FileFamilies:
     omitted: GaugeMetricFamily
 
     @classmethod
-    def empty(cls) -> "_FileFamilies":
+    def empty(cls) -> _FileFamilies:
         jr = ["job_id", "record_id"]
         return cls(
             info=_gauge("file_info", "Descriptive labels of a file record; always 1.",
                         ["job_id", "record_id", "filename", "status", "method", "worker_id"]),
             queue_position=_gauge("file_queue_position", "Queue position of a queued file record.", jr),
-            queue_wait=_gauge("file_queue_wait_seconds", "Time the file record waited (or has been waiting) before processing started.", jr),
-            processing=_gauge("file_processing_duration_seconds", "Time the file record spent (or has spent so far) processing.", jr),
+            queue_wait=_gauge("file_queue_wait_seconds",
+                              "Time the file record waited (or has been waiting) before processing started.", jr),
+            processing=_gauge("file_processing_duration_seconds",
+                              "Time the file record spent (or has spent so far) processing.", jr),
             error=_gauge("file_error_info", "Error message and suggested fix of a file record; always 1.",
                          ["job_id", "record_id", "error_message", "suggested_fix"]),
             omitted=GaugeMetricFamily(
@@ -161,7 +169,7 @@ def _add_job(f: _JobFamilies, job_id: str, job: IngestionJob, now: float, settin
     if duration is not None:
         f.duration.add_metric([job_id], duration)
 
-    finished = {"completed": [], "failed": []}
+    finished: dict[str, list[float]] = {"completed": [], "failed": []}
     waits = []
     for record in live:
         if record.processing_at is None:

@@ -126,8 +126,8 @@ def _has_api_shape(value: str) -> bool:
     The digits themselves are left to ``fromisoformat``, which refuses anything else.
     """
     size = len(value)
-    return ((size == 20 or size == 27 and value[19] == ".") and value[-1] == "Z" and value[4] == "-" and value[7] == "-" and value[10] == "T" and value[13] == ":"
-            and value[16] == ":" and value.isascii())
+    return ((size == 20 or size == 27 and value[19] == ".") and value[-1] == "Z" and value[4] == "-"
+            and value[7] == "-" and value[10] == "T" and value[13] == ":" and value[16] == ":" and value.isascii())
 
 
 def parse_rfc3339(value: str) -> float:
@@ -163,7 +163,7 @@ def parse_job(payload: Any, terminal_statuses: frozenset[str] = DEFAULT_TERMINAL
     return IngestionJob(
         id=_text(payload, "id", "id"),
         status=_status(payload, "status"),
-        created_at=_time(payload, "created_at", "created_at", required=True),
+        created_at=_required_time(payload, "created_at", "created_at"),
         output_files=len(output_files),
         records=records,
         records_known=raw_records is not None,
@@ -188,7 +188,7 @@ def _record(raw: Any, index: int, terminal_statuses: frozenset[str]) -> FileReco
         record_id=_text(raw, "record_id", f"{where}.record_id"),
         filename=_text(raw, "filename", f"{where}.filename"),
         status=status,
-        created_at=_time(raw, "created_at", f"{where}.created_at", required=True),
+        created_at=_required_time(raw, "created_at", f"{where}.created_at"),
         method=_optional_text(raw, "method", where),
         worker_id=_optional_text(raw, "worker_id", where),
         queue_position=queue_position,
@@ -229,10 +229,12 @@ def _status(raw: dict, key: str, where: str = "") -> str:
     return value[:MAX_STATUS_LENGTH] or UNKNOWN_STATUS
 
 
-def _time(raw: dict, key: str, where: str, required: bool = False) -> float | None:
+def _time(raw: dict, key: str, where: str) -> float | None:
+    return None if raw.get(key) is None else _required_time(raw, key, where)
+
+
+def _required_time(raw: dict, key: str, where: str) -> float:
     value = raw.get(key)
-    if value is None and not required:
-        return None
     if not isinstance(value, str):
         raise InvalidResponse(f"{where}: expected an RFC 3339 timestamp, got {_kind(value)}")
     try:

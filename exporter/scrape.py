@@ -26,8 +26,8 @@ from typing import AbstractSet, Callable, Collection, Mapping, Sequence
 
 from .client import SeekrFlowClient
 from .config import ApiConfig, DiscoveryConfig, ScrapeConfig
-from .jobstate import JobState, KnownJob
 from .joblist import JobList, KnownList
+from .jobstate import JobState, KnownJob
 from .model import JobSnapshot
 from .pool import FetchPool
 from .results import FetchResult, ListResult, ScrapeResult

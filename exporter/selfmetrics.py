@@ -15,6 +15,7 @@ Two kinds live side by side:
 from __future__ import annotations
 
 import platform
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -58,7 +59,7 @@ class SelfMetrics:
 def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_budget: float,
                             discovery: DiscoveryStatus | None = None) -> list[Metric]:
     """The exporter's view of this scrape; ``discovery`` only when discovery is on."""
-    families = [
+    families: list[Metric] = [
         _plain("seekrflow_up", "1 when the SeekrFlow API answered with the key accepted, else 0.",
                1.0 if api_up else 0.0),
         _plain("seekrflow_exporter_scrape_duration_seconds",

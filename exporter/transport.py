@@ -130,7 +130,8 @@ class BoundedSession:
         request = self._session.prepare_request(requests.Request("GET", url))
         env = self._session.merge_environment_settings(request.url, {}, None, None, None)
         return self._adapter.send(request, stream=True, timeout=(timeout, timeout),
-                                  verify=env["verify"], cert=env["cert"], proxies=env["proxies"])
+                                  verify=True if env["verify"] is None else env["verify"], cert=env["cert"],
+                                  proxies=env["proxies"])
 
     def _read_body(self, response: requests.Response, deadline: _Deadline, timeout: float) -> bytearray:
         status = response.status_code

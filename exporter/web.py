@@ -119,6 +119,10 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
+class _ThreadingServer6(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
         log.debug("http request", extra={"fields": {"client": self.client_address[0], "request": format % args}})
@@ -126,7 +130,5 @@ class _QuietHandler(WSGIRequestHandler):
 
 def serve(app: Callable, host: str, port: int) -> WSGIServer:
     """Listen on ``host`` (all interfaces when empty) and ``port``, as parsed by address.py."""
-    server_class = _ThreadingServer
-    if ":" in host:
-        server_class = type("_ThreadingServer6", (_ThreadingServer,), {"address_family": socket.AF_INET6})
+    server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
     return make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)

@@ -8,8 +8,9 @@ Prometheus rule files have no variables, so the thresholds live in thresholds.ym
 rules in templates/seekrflow-alerts.rules.yml.tmpl, which names a threshold as ``${name}``. A
 duration threshold is also offered in seconds as ``${name_seconds}``, because PromQL compares
 numbers, not durations. ``runbook_base_url`` must be an http(s) address of the runbook without a
-``#fragment``: each alert appends the anchor of its own section. Only braced ``${...}`` names are replaced: the Go templates of the
-annotations (``{{ $labels.job_id }}``, ``{{ $value }}``) pass through untouched.
+``#fragment``: each alert appends the anchor of its own section. Only braced ``${...}`` names are
+replaced: the Go templates of the annotations (``{{ $labels.job_id }}``, ``{{ $value }}``) pass
+through untouched.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class ExporterProcess:
         self.proc: subprocess.Popen | None = None
         self.log = ""
 
-    def __enter__(self) -> "ExporterProcess":
+    def __enter__(self) -> ExporterProcess:
         self._stderr = open(self._stderr_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "exporter", *self._args], cwd=ROOT, env=self._env,
                                      stdout=subprocess.DEVNULL, stderr=self._stderr)

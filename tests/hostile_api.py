@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -35,7 +35,7 @@ class Exchange:
 
     request: Request
     sock: socket.socket
-    server: "HostileAPI"
+    server: HostileAPI
     keep_alive: bool = True
 
     def send(self, data: bytes) -> bool:
@@ -124,7 +124,7 @@ class HostileAPI(socketserver.ThreadingTCPServer):
         with self._lock:
             self.requests.append(request)
 
-    def __enter__(self) -> "HostileAPI":
+    def __enter__(self) -> HostileAPI:
         self._thread.start()
         return self
 

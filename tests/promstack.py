@@ -275,7 +275,7 @@ class WebhookReceiver:
         """Every alert of every delivery, as (path, alert)."""
         return [(path, alert) for path, payload in self.deliveries for alert in payload["alerts"]]
 
-    def __enter__(self) -> "WebhookReceiver":
+    def __enter__(self) -> WebhookReceiver:
         self._thread.start()
         return self
 

@@ -13,10 +13,10 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from exporter.cli import DEFAULT_PORT

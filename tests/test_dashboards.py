@@ -29,10 +29,10 @@ import jsonschema
 import pytest
 import requests
 import yaml
-from harness import ExporterProcess, wait_until
-from promstack import PrometheusServer, scrape_config
 
 from exporter.simulator import SimulatedWorld, SimulatorServer
+from harness import ExporterProcess, wait_until
+from promstack import PrometheusServer, scrape_config
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = REPO / "grafana" / "dashboards"
@@ -288,7 +288,8 @@ def duplicate_exporter_problems(expr: str) -> list[str]:
         for match, _, _ in around:
             operator, clause, labels = match.group(1), match.group(2), {
                 label.strip() for label in (match.group(3) or "").split(",") if label.strip()}
-            keeps = (lambda label: label in labels) if clause == "by" else (lambda label: label not in labels)
+            # Both lambdas are called in this iteration only.
+            keeps = (lambda label: label in labels) if clause == "by" else (lambda label: label not in labels)  # noqa: B023
             if clause is not None and keeps("instance"):
                 continue
             if operator not in ("max", "min") or clause != "by" or not keeps("job_id"):

@@ -1,11 +1,11 @@
 """The exporter process against the simulator over real HTTP on 127.0.0.1."""
 
 import gzip
-import platform
 import json
+import platform
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,7 +29,8 @@ FAULTS = {"ij-500": "http_500", "ij-badjson": "bad_json", "ij-badschema": "bad_s
 
 
 def fixture_bodies():
-    bodies = [json.loads((FIXTURES / n).read_text()) for n in ("job_running.json", "job_completed.json", "job_unknown_status.json")]
+    names = ("job_running.json", "job_completed.json", "job_unknown_status.json")
+    bodies = [json.loads((FIXTURES / n).read_text()) for n in names]
     return {body["id"]: body for body in bodies}
 
 

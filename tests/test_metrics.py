@@ -240,8 +240,8 @@ def test_empty_status_strings_become_unknown():
 
 
 def test_exporter_families_without_and_with_discovery():
-    from exporter.selfmetrics import build_exporter_families
     from exporter.results import DiscoveryStatus
+    from exporter.selfmetrics import build_exporter_families
 
     plain = samples_of(build_exporter_families(api_up=True, scrape_duration=0.25, scrape_budget=9.5))
     assert plain == {

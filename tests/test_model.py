@@ -1,8 +1,8 @@
 """Parsing API answers: tolerant of what the schema allows, strict about what it forbids."""
 
 import copy
-from datetime import datetime, timezone
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest

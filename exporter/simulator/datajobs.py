@@ -61,7 +61,8 @@ class SimulatedDataJobs:
             members = tuple(j for n, j in enumerate(ingestion_ids) if n % count == index)
             user_id = f"user-{rng.randrange(1, 1000)}"
             if members:  # the owner of the data job uploaded its files
-                user_id = next(iter(world.job_response(members[0], 0.0)["file_records"]), {}).get("user_id", user_id)
+                records: list[dict] = world.job_body(members[0], 0.0)["file_records"]
+                user_id = next(iter(records), {}).get("user_id", user_id)
             plans.append(_DataJobPlan(
                 data_job_id=f"dj-{_uuid(rng)}",
                 alignment_job_id=f"aj-{_uuid(rng)}",
@@ -84,13 +85,14 @@ class SimulatedDataJobs:
 
     def summaries(self, now: float) -> list[dict]:
         """Every data job as a list item (``DataJobResponse``), in creation order."""
-        return [summary_of(self.detail(data_job_id, now)) for data_job_id in self._plans]
+        return [summary_of(self._detail(plan, now)) for plan in self._plans.values()]
 
     def detail(self, data_job_id: str, now: float) -> dict | None:
         """The ``DataJobDetailResponse`` body at ``now``; None for an unknown data job."""
         plan = self._plans.get(data_job_id)
-        if plan is None:
-            return None
+        return None if plan is None else self._detail(plan, now)
+
+    def _detail(self, plan: _DataJobPlan, now: float) -> dict:
         events = self._events(plan, now)
         created, status = events[0][0], events[-1][2]
         linked = _alignment_start(events)
@@ -134,7 +136,7 @@ class SimulatedDataJobs:
         }
 
     def _ingestion_job(self, job_id: str, now: float) -> dict:
-        body = self.world.job_response(job_id, now)
+        body = self.world.job_body(job_id, now)
         records = body["file_records"]
         changes = [body["created_at"]] + [r[key] for r in records
                                           for key in ("processing_at", "completed_at", "failed_at") if r[key]]
@@ -150,14 +152,16 @@ class SimulatedDataJobs:
     def _events(self, plan: _DataJobPlan, now: float) -> list[tuple[float, str, str]]:
         """(when, event type, status after it) up to ``now``, oldest first; never empty."""
         world = self.world
-        starts = [world.job_created_at(j) for j in plan.ingestion_job_ids]
+        # The world's own jobs: each has a creation time.
+        starts = [at for j in plan.ingestion_job_ids if (at := world.job_created_at(j)) is not None]
         created = min(starts, default=world.started_at) - _CREATED_BEFORE_FILES / world.speed
         events = [(created, "created", "needs_review" if not starts else "file_processing")]
         ends = [world.job_finished_at(j) for j in plan.ingestion_job_ids]
-        if starts and None not in ends:
-            ready = max(ends)
+        finished = [end for end in ends if end is not None]
+        if starts and len(finished) == len(ends):
+            ready = max(finished)
             failed = any(r["status"] == "failed" for j in plan.ingestion_job_ids
-                         for r in world.job_response(j, ready)["file_records"] if not r["deleted"])
+                         for r in world.job_body(j, ready)["file_records"] if not r["deleted"])
             events.append((ready, "ingestion_finished", "needs_review" if failed else "ready_to_start"))
             if plan.auto_start and not failed:
                 at = ready + AUTO_START / world.speed

@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from .datajobs import JOB_TYPES, SimulatedDataJobs, summary_of
@@ -122,7 +122,7 @@ class SimulatorServer:
             raise RuntimeError("simulator already started")
         self._stopping.clear()
         self._httpd = _HTTPServer((host, port), _Handler, self)
-        bound_host, bound_port = self._httpd.server_address[:2]
+        bound_host, bound_port = str(self._httpd.server_address[0]), self._httpd.server_address[1]
         shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown_host}:{bound_port}"
         self._thread = threading.Thread(
@@ -140,7 +140,8 @@ class SimulatorServer:
         httpd.shutdown()
         httpd.server_close()
         httpd.close_connections()
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
 
     def __enter__(self) -> SimulatorServer:
         if self._httpd is None:
@@ -228,7 +229,8 @@ class SimulatorServer:
     def _all_jobs(self, now: float) -> list[dict]:
         ids = self.world.job_ids()
         ids += [job_id for job_id in self._fixtures if job_id not in ids]
-        bodies = [self._job_body(job_id, now) for job_id in ids]
+        # Every ID here is the world's or a fixture's: each has a body.
+        bodies = [body for job_id in ids if (body := self._job_body(job_id, now)) is not None]
         if self._list_file_records == "full":
             return bodies
         # The SDK types file_records as optional: a list may leave the records out, or send null.
@@ -247,7 +249,7 @@ class SimulatorServer:
             return 422, _json({"detail": [err.detail]})
         ids = [] if self.data_jobs is None else self.data_jobs.ids()
         ids += [i for i in self._data_job_fixtures if i not in ids]
-        items = [summary_of(self._data_job_body(i, now)) for i in ids]
+        items = [summary_of(body) for i in ids if (body := self._data_job_body(i, now)) is not None]
         if page.job_type is not None:
             items = [item for item in items if item.get("job_type") == page.job_type]
         # Ties (and the rest) by id, so pages never overlap or skip an item.
@@ -277,11 +279,11 @@ class _DataJobQuery:
     job_type: str | None = None
 
     @classmethod
-    def parse(cls, query: str) -> "_DataJobQuery":
+    def parse(cls, query: str) -> _DataJobQuery:
         values = {name: given[-1] for name, given in parse_qs(query, keep_blank_values=True).items()}
         limit = _int_param(values, "limit", cls.limit, 1, 100)
         offset = _int_param(values, "offset", cls.offset, 0, None)
-        sort_by = _enum_param(values, "sort_by", cls.sort_by, ("name", "created_at", "job_type"))
+        sort_by = _enum_param(values, "sort_by", cls.sort_by, ("name", "created_at", "job_type")) or cls.sort_by
         order = _enum_param(values, "sort_order", "desc", ("asc", "desc"))
         job_type = _enum_param(values, "job_type", None, JOB_TYPES)
         return cls(limit, offset, sort_by, order == "desc", job_type)
@@ -315,7 +317,7 @@ def _enum_param(values: dict, name: str, default: str | None, allowed: tuple[str
 
 
 def _problem(kind: str, name: str, message: str, raw: str, ctx: dict | None = None) -> dict:
-    problem = {"type": kind, "loc": ["query", name], "msg": message, "input": raw}
+    problem: dict[str, Any] = {"type": kind, "loc": ["query", name], "msg": message, "input": raw}
     if ctx:
         problem["ctx"] = ctx
     return problem
@@ -378,6 +380,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive, as a client pool expects
     # Headers and body leave in separate writes; with Nagle on, a kept-alive client's delayed ACK
     # holds the body back about 40 ms per answer. The real API's servers set TCP_NODELAY too.
@@ -420,7 +423,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - signature fixed by the base class
         # Quiet unless asked; the request line never holds the key (it travels in a header).
         if self.server.simulator.access_log:
             super().log_message(format, *args)

@@ -45,6 +45,7 @@ import uuid
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from ..model import parse_job
 from . import catalog
@@ -150,16 +151,18 @@ class SimulatedWorld:
         if job_id not in self._jobs:
             return None
         if job_id not in self._finished_at:  # plans never change: computed once per job
-            final = parse_job(self.job_response(job_id, _END_OF_TIME))
+            final = parse_job(self.job_body(job_id, _END_OF_TIME))
             ended = final.ended_at if final.ended_at is not None else final.created_at
             self._finished_at[job_id] = ended if final.is_finished else None
         return self._finished_at[job_id]
 
     def job_response(self, job_id: str, now: float) -> dict | None:
         """The IngestionResponse body of `job_id` as seen at `now`, None for an unknown job."""
-        plan = self._jobs.get(job_id)
-        if plan is None:
-            return None
+        return self.job_body(job_id, now) if job_id in self._jobs else None
+
+    def job_body(self, job_id: str, now: float) -> dict:
+        """The IngestionResponse body of a job of this world (one of `job_ids()`) as seen at `now`."""
+        plan = self._jobs[job_id]
         now_us = round(now * 1_000_000)
         picked = 0 if plan.stalled else bisect_right(plan.queue_starts, now_us)
         records = []
@@ -183,6 +186,10 @@ def format_timestamp(micros: int) -> str:
     return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _timestamp(micros: int | None) -> str | None:
+    return None if micros is None else format_timestamp(micros)
+
+
 def _job_status(live_records: list[dict]) -> str:
     statuses = [r["status"] for r in live_records]
     if all(s == "queued" for s in statuses) and statuses:
@@ -197,7 +204,7 @@ def _output_files(plan: _JobPlan, now_us: int) -> list[str]:
         r for r in plan.records
         if not r.failed and r.end_us is not None and r.end_us <= now_us
     ]
-    done.sort(key=lambda r: r.end_us)  # stable: ties keep queue order
+    done.sort(key=lambda r: r.end_us or 0)  # every one has an end; stable: ties keep queue order
     return [r.alignment_file_id for r in done]
 
 
@@ -227,9 +234,9 @@ def _render_record(plan: _JobPlan, record: _RecordPlan, now_us: int, queue_posit
         "worker_id": record.worker_id if started else None,
         "deleted": record.deleted,
         "created_at": format_timestamp(plan.created_us),
-        "processing_at": format_timestamp(record.start_us) if started else None,
-        "completed_at": format_timestamp(record.end_us) if ended and not failed else None,
-        "failed_at": format_timestamp(record.end_us) if failed else None,
+        "processing_at": _timestamp(record.start_us) if started else None,
+        "completed_at": _timestamp(record.end_us) if ended and not failed else None,
+        "failed_at": _timestamp(record.end_us) if failed else None,
     }
 
 
@@ -276,7 +283,8 @@ def _plan_job(
 
     # Schedule in simulated seconds from the job's creation. The earliest-free worker takes the head
     # of the queue, so start times never decrease along the queue.
-    schedule = []
+    # (record id, file id, filename, draws, failed, start, end, worker); no start for a deleted record.
+    schedule: list[tuple[str, str, str, dict[str, Any], bool, float | None, float | None, int | None]] = []
     live_index = 0
     for record_id, file_id, filename, draws in drafts:
         if draws["deleted"]:
