@@ -123,11 +123,14 @@ def parse_timestamp(value: str) -> float:
 def _has_api_shape(value: str) -> bool:
     """``2026-01-15T14:30:00Z`` or ``2026-01-15T14:30:00.123456Z``, ASCII only.
 
-    The digits themselves are left to ``fromisoformat``, which refuses anything else.
+    The digits of the date and time are left to ``fromisoformat``, which refuses anything else
+    there; the fraction is checked here, since ``fromisoformat`` would read ``.0+0000`` as a
+    fraction and an offset.
     """
     size = len(value)
-    return ((size == 20 or size == 27 and value[19] == ".") and value[-1] == "Z" and value[4] == "-"
-            and value[7] == "-" and value[10] == "T" and value[13] == ":" and value[16] == ":" and value.isascii())
+    return ((size == 20 or size == 27 and value[19] == "." and value[20:26].isdigit())
+            and value[-1] == "Z" and value[4] == "-" and value[7] == "-" and value[10] == "T"
+            and value[13] == ":" and value[16] == ":" and value.isascii())
 
 
 def parse_rfc3339(value: str) -> float:

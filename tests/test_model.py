@@ -127,6 +127,7 @@ _near_api_shape = st.builds(_edited, _api_shape, st.lists(
 @example("2026-02-30T00:00:00Z")
 @example("2026-01-15T14:30:00,123456Z")
 @example("\uff12026-01-15T14:30:00Z")
+@example("2000-01-01T00:00:00.0+0000Z")  # a fraction and an offset in the fraction's place
 def test_the_fast_path_reads_exactly_what_the_general_reader_reads(text):
     fast, general = _reading(parse_timestamp, text), _reading(parse_rfc3339, text)
     if general == "refused":
