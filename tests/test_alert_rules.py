@@ -58,7 +58,10 @@ def test_rule_files_are_found():
         "seekrflow-alerts.rules.yml",
         "seekrflow-recording.rules.yml",
     ]
-    assert len(RULE_TEST_FILES) == 4
+    assert [path.name for path in RULE_TEST_FILES] == [
+        "clusters.test.yml", "exporter-and-api.test.yml", "files.test.yml", "jobs.test.yml",
+        "recording.test.yml",
+    ]
 
 
 @pytest.mark.parametrize("rule_file", RULE_FILES, ids=lambda path: path.name)
@@ -85,12 +88,85 @@ def test_amtool_check_example_alertmanager_config():
     assert result.returncode == 0
 
 
-def test_alert_rules_file_is_rendered_from_the_thresholds():
+def test_rule_files_are_rendered_from_the_thresholds():
     rendered = render_rules.render()
-    assert (PROMETHEUS_DIR / "rules" / "seekrflow-alerts.rules.yml").read_text() == rendered, (
-        "prometheus/rules/seekrflow-alerts.rules.yml is out of date: "
-        "run python prometheus/render_rules.py"
-    )
+    assert sorted(rendered) == [path.name for path in RULE_FILES]
+    for name, text in rendered.items():
+        assert (PROMETHEUS_DIR / "rules" / name).read_text() == text, (
+            f"prometheus/rules/{name} is out of date: run python prometheus/render_rules.py"
+        )
+
+
+def alerts_of(rendered: dict[str, str]) -> dict[str, dict]:
+    groups = yaml.safe_load(rendered["seekrflow-alerts.rules.yml"])["groups"]
+    return {rule.get("alert") or rule["record"]: rule for group in groups for rule in group["rules"]}
+
+
+# Every name of a series the exporter (or Prometheus, for `up`) writes, not a recording rule's.
+RAW_SERIES = re.compile(r"(?<![\w:])(seekrflow_[a-z_]+|up)\b(\{[^}]*\})?")
+
+
+def raw_selectors(expr: str) -> list[str]:
+    """The braces after each raw series in a PromQL expression or an annotation's query."""
+    return [match.group(2) or "" for match in RAW_SERIES.finditer(expr)
+            if not expr[match.end():].lstrip().startswith("(")]
+
+
+def test_every_raw_series_of_every_rule_and_query_carries_the_selector():
+    rendered = render_rules.render({"selector": 'job="seekrflow-exporter", namespace="monitoring"'})
+    checked = 0
+    for text in rendered.values():
+        for group in yaml.safe_load(text)["groups"]:
+            for rule in group["rules"]:
+                for expr in [rule["expr"], *rule.get("annotations", {}).values()]:
+                    for selector in raw_selectors(expr):
+                        assert selector.startswith('{job="seekrflow-exporter", namespace="monitoring"'), (
+                            rule.get("alert") or rule["record"], expr)
+                        checked += 1
+    assert checked > 40
+
+
+def test_every_join_and_aggregation_keeps_the_cluster_label():
+    rendered = render_rules.render({"cluster_label": "env"})
+    clauses = 0
+    for text in rendered.values():
+        for group in yaml.safe_load(text)["groups"]:
+            for rule in group["rules"]:
+                for clause in re.findall(r"\b(?:by|on) \(([^)]*)\)", rule["expr"]):
+                    # `on (job_id, record_id)` joins two series already narrowed to one environment.
+                    if clause != "job_id, record_id":
+                        assert clause.split(", ")[0] == "env", (rule.get("alert") or rule["record"], clause)
+                    clauses += 1
+                # Each annotation query is narrowed to the alert's own environment.
+                for annotation in rule.get("annotations", {}).values():
+                    for query in re.findall(r"printf `([^`]*)`", annotation):
+                        assert query.count('env=%q') == query.count("{"), query
+    assert clauses > 30
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"selector": 'job=seekrflow'}, "selector: 'job=seekrflow' is not a list of label matchers"),
+        ({"selector": '{job="seekrflow"}'}, "selector: '{job=\"seekrflow\"}' is not a list of label matchers"),
+        ({"selector": ""}, "selector: '' is not a list of label matchers"),
+        ({"cluster_label": "env-name"}, "cluster_label: 'env-name' is not a label name"),
+        ({"cluster_label": "__name__"}, "cluster_label: '__name__' is not a label name"),
+    ],
+)
+def test_selector_and_cluster_label_are_checked(overrides, message):
+    with pytest.raises(render_rules.RenderError) as error:
+        render_rules.render(overrides)
+    assert str(error.value).startswith(message)
+
+
+def test_rendered_with_another_selector_and_label_the_rules_still_pass_promtool(tmp_path):
+    rendered = render_rules.render({"selector": 'job=~"seekrflow|seekrflow-exporter", namespace!="test"',
+                                    "cluster_label": "env"})
+    for name, text in rendered.items():
+        (tmp_path / name).write_text(text)
+        result = run_tool("promtool", "check", "rules", str(tmp_path / name))
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_alert_has_severity_annotations_and_a_runbook_section():
@@ -145,10 +221,12 @@ def test_render_check_passes_on_the_committed_rules():
 
 
 def test_render_check_fails_on_stale_rules(tmp_path):
-    stale = tmp_path / "alerts.rules.yml"
-    stale.write_text(render_rules.render({"job_running_max": "12h"}))
+    for name, text in render_rules.render().items():
+        (tmp_path / name).write_text(text)
+    stale = tmp_path / "seekrflow-alerts.rules.yml"
+    stale.write_text(render_rules.render({"job_running_max": "12h"})[stale.name])
     result = subprocess.run(
-        [sys.executable, str(PROMETHEUS_DIR / "render_rules.py"), "--check", "--output", str(stale)],
+        [sys.executable, str(PROMETHEUS_DIR / "render_rules.py"), "--check", "--output-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1
@@ -160,24 +238,22 @@ def test_render_check_fails_on_stale_rules(tmp_path):
 def test_runbook_base_url_is_a_placeholder_set_per_deployment():
     # example.com is reserved: the shipped rules never point at somebody else's runbook.
     assert RUNBOOK_BASE_URL == "https://runbooks.example.com/seekrflow-exporter/runbook.md"
-    rules = yaml.safe_load(render_rules.render({"runbook_base_url": "https://wiki.internal/ops/seekrflow"}))
-    urls = [rule["annotations"]["runbook_url"] for group in rules["groups"] for rule in group["rules"]
-            if "alert" in rule]
+    rules = alerts_of(render_rules.render({"runbook_base_url": "https://wiki.internal/ops/seekrflow"}))
+    urls = [rule["annotations"]["runbook_url"] for rule in rules.values() if "alert" in rule]
     assert urls[:2] == ["https://wiki.internal/ops/seekrflow#seekrflowexporterdown",
                         "https://wiki.internal/ops/seekrflow#seekrflowexporterabsent"]
     assert all(url.startswith("https://wiki.internal/ops/seekrflow#") for url in urls)
 
 
 def test_overrides_change_thresholds_and_for_durations():
-    rules = yaml.safe_load(
-        render_rules.render({"exporter_down_for": "1s", "job_queued_max": "90s", "scrape_job": "x"})
+    by_name = alerts_of(
+        render_rules.render({"exporter_down_for": "1s", "job_queued_max": "90s", "selector": 'job="x"'})
     )
-    by_name = {rule.get("alert"): rule for group in rules["groups"] for rule in group["rules"]}
     assert by_name["SeekrFlowExporterDown"]["for"] == "1s"
     assert by_name["SeekrFlowExporterDown"]["expr"] == 'up{job="x"} == 0'
     assert by_name["SeekrFlowExporterAbsent"]["expr"] == 'absent(up{job="x"})'
     assert by_name["SeekrFlowJobQueuedTooLong"]["expr"].startswith(
-        "seekrflow_ingestion_job_duration_seconds > 90\n"
+        'seekrflow_ingestion_job_duration_seconds{job="x"} > 90\n'
     )
     assert "(limit 90s)" in by_name["SeekrFlowJobQueuedTooLong"]["annotations"]["description"]
     assert by_name["SeekrFlowAPIDown"]["for"] == "5m"
@@ -185,12 +261,10 @@ def test_overrides_change_thresholds_and_for_durations():
 
 
 def test_job_failed_window_sets_the_end_time_limit_and_the_description():
-    rules = yaml.safe_load(render_rules.render({"job_failed_window": "6h"}))
-    (job_failed,) = [rule for group in rules["groups"] for rule in group["rules"]
-                     if rule.get("alert") == "SeekrFlowJobFailed"]
+    job_failed = alerts_of(render_rules.render({"job_failed_window": "6h"}))["SeekrFlowJobFailed"]
     assert "for" not in job_failed
     assert "\n      < 21600\n" in job_failed["expr"]
-    assert 'seekrflow_ingestion_job_status{status="failed"} offset 6h == 1' in job_failed["expr"]
+    assert 'seekrflow_ingestion_job_status{job="seekrflow", status="failed"} offset 6h == 1' in job_failed["expr"]
     assert job_failed["annotations"]["description"].startswith(
         "Ingestion job {{ $labels.job_id }} failed within the last 6h, with "
     )

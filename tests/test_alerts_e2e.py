@@ -11,6 +11,7 @@ stored the job with no failure, then released.
 from __future__ import annotations
 
 import contextlib
+import re
 import importlib.util
 import secrets
 import threading
@@ -87,9 +88,10 @@ def recording_rule_names(*rule_files: Path) -> list[str]:
 def test_a_failing_file_reaches_the_webhook_and_nothing_else_fires(tmp_path):
     render_rules = load_renderer()
     alert_rules = tmp_path / "seekrflow-alerts.rules.yml"
-    alert_rules.write_text(render_rules.render(FAST_THRESHOLDS))
+    alert_rules.write_text(render_rules.render(FAST_THRESHOLDS)[alert_rules.name])
     thresholds = render_rules.load_thresholds()
-    scrape_job, runbook_base_url = thresholds["scrape_job"], thresholds["runbook_base_url"]
+    [scrape_job] = re.fullmatch(r'job="([^"]+)"', thresholds["selector"]).groups()
+    runbook_base_url = thresholds["runbook_base_url"]
 
     # Job A: four files; the first one picked fails, the others complete.
     now = time.time()

@@ -199,7 +199,7 @@ def test_compose_prometheus_config_loads_the_repository_rules(compose, tmp_path)
     text = inline_config(compose, "prometheus-config")
     config = yaml.safe_load(text)
     thresholds = yaml.safe_load((REPO / "prometheus" / "thresholds.yml").read_text())
-    assert [job["job_name"] for job in config["scrape_configs"]] == [thresholds["scrape_job"]]
+    assert [f'job="{job["job_name"]}"' for job in config["scrape_configs"]] == [thresholds["selector"]]
     volumes = compose["services"]["prometheus"]["volumes"]
     assert "./prometheus/rules:/etc/prometheus/rules:ro" in volumes
 

@@ -24,6 +24,7 @@ import json
 import re
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -228,6 +229,80 @@ def test_job_queries_follow_the_job_id_variable(name):
                 assert 'job_id=~"$job_id"' in target["expr"], (item["title"], target["expr"])
 
 
+# --- one selector, several environments -----------------------------------------------------------
+
+# Every series a panel reads: the exporter's, Prometheus's own about the target, the recording rules'.
+SERIES = re.compile(r"(?<![\w:$])((?:[a-z_]*:)?(?:seekrflow_\w+|up|scrape_\w+|process_\w+)(?::\w+)?|ALERTS)\b"
+                    r"(\{[^}]*\})?")
+
+
+def series_selectors(expr: str) -> list[tuple[str, str]]:
+    return [(match.group(1), match.group(2) or "") for match in SERIES.finditer(expr)
+            if not expr[match.end():].lstrip().startswith("(")]
+
+
+def test_series_selectors_are_found():
+    assert series_selectors('topk($limit, job_id:seekrflow_a:sum{x="1"}) / sum(seekrflow_up) and on (job) '
+                            'up{y="2"} / :seekrflow_b:ratio') == [
+        ("job_id:seekrflow_a:sum", '{x="1"}'), ("seekrflow_up", ""), ("up", '{y="2"}'), (":seekrflow_b:ratio", "")]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_series_follows_the_selector_and_the_scope_variables(name):
+    """The exporter's series carry the rules' selector and the environment, scrape job and instance
+    variables; a recording rule's keep only the environment, so they follow that one."""
+    dashboard = load(name)
+    scope = f'{{{GENERATOR.SELECTOR}, {CLUSTER}=~"$cluster", job=~"$job", instance=~"$instance"'
+    exprs = [target["expr"] for item in data_panels(dashboard) for target in item["targets"]]
+    exprs += [variable["query"]["query"] for variable in dashboard["templating"]["list"]
+              if variable["type"] == "query" and variable["name"] == "job_id"]
+    checked = 0
+    for expr in exprs:
+        for series, selector in series_selectors(expr):
+            if ":" in series:
+                assert selector.startswith(f'{{{CLUSTER}=~"$cluster"'), (series, expr)
+            else:
+                assert selector.startswith(scope), (series, expr)
+            checked += 1
+    assert checked >= 15
+    [annotation] = prometheus_annotations(dashboard)
+    assert f'{CLUSTER}=~"$cluster"' in annotation["target"]["expr"]
+
+
+def test_the_selector_comes_from_the_rules_thresholds():
+    thresholds = yaml.safe_load((REPO / "prometheus" / "thresholds.yml").read_text())
+    assert (GENERATOR.SELECTOR, GENERATOR.CLUSTER_LABEL) == (thresholds["selector"], thresholds["cluster_label"])
+
+
+def test_another_selector_and_label_render_through_the_command_line(tmp_path):
+    assert GENERATOR.main(["--selector", 'job="seekrflow-exporter"', "--cluster-label", "env",
+                           "--output-dir", str(tmp_path)]) == 0
+    try:
+        overview = json.loads((tmp_path / "overview.json").read_text())
+    finally:
+        GENERATOR.main(["--check"])  # puts the default selector back for the other tests
+    text = json.dumps(overview)
+    assert 'seekrflow_ingestion_job_status{job=\\"seekrflow-exporter\\", env=~\\"$cluster\\"' in text
+    assert 'job=\\"seekrflow\\"' not in text
+    cluster = next(v for v in overview["templating"]["list"] if v["name"] == "cluster")
+    assert cluster["query"]["query"] == 'label_values(up{job="seekrflow-exporter"}, env)'
+
+
+# Panels that draw one series per job, in the dashboards that compare jobs.
+PER_JOB_PANELS = ("timeseries", "bargauge", "state-timeline")
+
+
+@pytest.mark.parametrize("name", ["overview.json", "exporter-health.json"])
+def test_panels_of_one_series_per_job_draw_the_limit_at_most(name):
+    limited = []
+    for item in data_panels(load(name)):
+        for target in item["targets"]:
+            if item["type"] in PER_JOB_PANELS and target["legendFormat"].startswith("{{job_id}}"):
+                assert re.match(r"^(topk|bottomk)\(\$limit, ", target["expr"]), (item["title"], target["expr"])
+                limited.append(item["title"])
+    assert len(limited) >= 3
+
+
 # --- two exporters on the same jobs ------------------------------------------------------------
 
 # A per-job series of the exporter, not a recording rule (those have a `level:` before the name).
@@ -290,7 +365,8 @@ def duplicate_exporter_problems(expr: str) -> list[str]:
                 label.strip() for label in (match.group(3) or "").split(",") if label.strip()}
             # Both lambdas are called in this iteration only.
             keeps = (lambda label: label in labels) if clause == "by" else (lambda label: label not in labels)  # noqa: B023
-            if clause is not None and keeps("instance"):
+            # topk and bottomk pick series whole (every label kept): a selection, not a sum.
+            if operator in ("topk", "bottomk") or (clause is not None and keeps("instance")):
                 continue
             if operator not in ("max", "min") or clause != "by" or not keeps("job_id"):
                 problems.append(f"{match.group(0)[:-1].strip()} over {series.group(0)}")
@@ -316,9 +392,12 @@ def test_duplicate_exporter_check_tells_safe_queries_from_doubling_ones():
         "merges the ['status'] of one job"]
     assert duplicate_exporter_problems("count(seekrflow_ingestion_job_scrape_success == 0)") == [
         "count over seekrflow_ingestion_job_scrape_success"]
+    assert duplicate_exporter_problems(f"topk(5, sum(seekrflow_ingestion_job_files{{{f}}}))") == [
+        "sum over seekrflow_ingestion_job_files"]
     for safe in (f"sum by (status) (max by (job_id, status) (seekrflow_ingestion_job_files{{{f}}}))",
                  f'sum(max by (job_id) (seekrflow_ingestion_job_files{{{f}, status="failed"}}))',
                  f"sum by (instance) (seekrflow_ingestion_job_scrape_success{{{f}}} == bool 0)",
+                 f"topk($limit, seekrflow_ingestion_job_file_records_omitted{{{f}}})",
                  f"seekrflow_ingestion_job_duration_seconds{{{f}}}",
                  f"sum(job_id:seekrflow_ingestion_job_files_finished:sum{{{f}}})",
                  "quantile(0.5, max by (job_id) (seekrflow_ingestion_job_duration_seconds and on (job_id) "
@@ -393,7 +472,7 @@ def test_provisioned_datasource_matches_the_demo_prometheus():
     assert datasource["jsonData"]["timeInterval"] == prometheus["global"]["scrape_interval"]
 
 
-# --- every query shows data -----------------------------------------------------------------
+# --- every query shows data, in two environments ----------------------------------------------
 
 # Queries allowed to return nothing on the healthy data below, each with the reason. The stack is
 # built so that every panel has something to show (a failed job, a job whose fetch fails, a
@@ -402,95 +481,136 @@ EXPECTED_EMPTY: dict[tuple[str, str, str], str] = {}
 
 # Grafana's $__rate_interval: four scrape intervals (1s here) at least.
 RATE_INTERVAL = "4s"
-VARIABLE_QUERY = re.compile(r"^label_values\((?P<metric>[a-z_:]+), (?P<label>[a-z_]+)\)$")
+VARIABLE_QUERY = re.compile(r"^label_values\((?P<selector>[a-z_:]+(?:\{.*\})?), (?P<label>[a-z_]+)\)$")
+CLUSTER = GENERATOR.CLUSTER_LABEL
+
+
+def fill(expr: str, values: dict[str, str]) -> str:
+    """Replace the template variables by their values, as Grafana does. A name runs to the end of
+    the word, as in Grafana: $job never eats the start of $job_id."""
+    expr = re.sub(r"\$(\w+)", lambda match: values[match.group(1)], expr)
+    assert "$" not in expr, expr
+    return expr
+
+
+def one_of(values) -> str:
+    """A selection of several values, as Grafana writes it into a regex matcher."""
+    return "(" + "|".join(sorted(values)) + ")"
+
+
+class Environment:
+    """One SeekrFlow workspace with its own exporter: its simulated jobs (one with a queue that never
+    moves), a job that failed (served from a fixed answer, so its failed files and the
+    SeekrFlowJobFailed alert are there from the first scrape) and a job whose every fetch answers
+    HTTP 500. Discovery is on, so the job-list panels have data; it adds no job, as the list holds
+    only jobs already configured (the simulated ones and the failed one; faults are not listed)."""
+
+    def __init__(self, stack: contextlib.ExitStack, name: str, seed: int, now: float):
+        world = SimulatedWorld(jobs=4, files_per_job=8, seed=seed, speed=5, stalled_jobs=[0], started_at=now)
+        failed_world = SimulatedWorld(jobs=1, files_per_job=3, seed=seed + 100, fail_records=3, staggered=False,
+                                      started_at=now - 600)
+        [self.failed_job] = failed_world.job_ids()
+        failed_body = failed_world.job_response(self.failed_job, now)
+        assert failed_body["status"] == "failed"
+        broken_job = f"ij-00000000-0000-4000-8000-{seed:012d}"
+        self.name = name
+        self.jobs = [*world.job_ids(), self.failed_job, broken_job]
+        simulator = stack.enter_context(SimulatorServer(
+            world, api_key=f"{name}-key", fixtures={self.failed_job: failed_body}, faults={broken_job: "http_500"}))
+        exporter = stack.enter_context(ExporterProcess(
+            {"api": {"base_url": simulator.url}, "jobs": self.jobs, "discovery": {"enabled": True}}, f"{name}-key"))
+        self.instance = urlsplit(exporter.url).netloc
+
+    def target_group(self) -> dict:
+        """The exporter as a target of the shared scrape job, labelled with its environment."""
+        return {"targets": [self.instance], "labels": {CLUSTER: self.name}}
 
 
 @pytest.fixture(scope="module")
 def live():
-    """Simulator -> exporter -> Prometheus (1 s scrapes, the repository's rules), all on 127.0.0.1.
-
-    Besides the simulated jobs (one with a queue that never moves), the exporter watches a job that
-    failed (served from a fixed answer, so its failed files and the SeekrFlowJobFailed alert are
-    there from the first scrape) and a job whose every fetch answers HTTP 500. Discovery is on, so
-    the job-list panels have data; it adds no job, as the list holds only jobs already configured
-    (the simulated ones and the failed one; the broken job is not listed).
-    """
+    """Two environments (production and staging: two simulators, two exporters) -> one Prometheus
+    (1 s scrapes, the repository's rules), all on 127.0.0.1. One scrape job scrapes both exporters
+    and the target labels tell their environment, as several clusters in one Prometheus (or
+    Thanos) look to the dashboards."""
     now = time.time()
-    world = SimulatedWorld(jobs=4, files_per_job=8, seed=5, speed=5, stalled_jobs=[0], started_at=now)
-    failed_world = SimulatedWorld(jobs=1, files_per_job=3, seed=11, fail_records=3, staggered=False,
-                                  started_at=now - 600)
-    [failed_job] = failed_world.job_ids()
-    failed_body = failed_world.job_response(failed_job, now)
-    assert failed_body["status"] == "failed"
-    broken_job = "ij-00000000-0000-4000-8000-000000000500"
-    jobs = [*world.job_ids(), failed_job, broken_job]
-
-    with SimulatorServer(world, api_key="dashboard-test-key", fixtures={failed_job: failed_body},
-                         faults={broken_job: "http_500"}) as simulator, \
-            ExporterProcess({"api": {"base_url": simulator.url}, "jobs": jobs, "discovery": {"enabled": True}},
-                            "dashboard-test-key") as exporter, \
-            PrometheusServer(scrape_configs=[scrape_config("seekrflow", exporter.url)],
-                             rule_files=sorted((REPO / "prometheus" / "rules").glob("*.rules.yml")),
-                             extra_args=["--enable-feature=extra-scrape-metrics"]) as prometheus:
+    with contextlib.ExitStack() as stack:
+        environments = [Environment(stack, "production", 5, now), Environment(stack, "staging", 6, now)]
+        assert not set(environments[0].jobs) & set(environments[1].jobs)
+        scrape = {"job_name": "seekrflow", "scrape_interval": "1s", "scrape_timeout": "1s",
+                  "static_configs": [environment.target_group() for environment in environments]}
+        prometheus = stack.enter_context(PrometheusServer(
+            scrape_configs=[scrape], rule_files=sorted((REPO / "prometheus" / "rules").glob("*.rules.yml")),
+            extra_args=["--enable-feature=extra-scrape-metrics"]))
         started = time.time()
-        prometheus.wait_for('up{job="seekrflow"} == 1')
-        yield Live(prometheus, started, jobs, failed_job)
+        prometheus.wait_for('up{job="seekrflow"} == 1', lambda rows: len(rows) == len(environments))
+        yield Live(prometheus, started, environments)
 
 
 class Live:
-    def __init__(self, prometheus, started: float, jobs: list[str], failed_job: str):
+    def __init__(self, prometheus, started: float, environments: list[Environment]):
         self.prometheus = prometheus
         self.started = started
-        self.jobs = jobs
-        self.failed_job = failed_job
+        self.environments = environments
+        self.jobs = [job for environment in environments for job in environment.jobs]
+        self.failed_jobs = [environment.failed_job for environment in environments]
         self._results: dict[tuple[str, str, str], int] | None = None
 
-    def label_values(self, variable: dict) -> list[str]:
+    def label_values(self, variable: dict, values: dict[str, str]) -> list[str]:
+        """What a query variable offers, with the variables before it filled in."""
         match = VARIABLE_QUERY.match(variable["query"]["query"])
         assert match, variable["query"]
         response = requests.get(f"{self.prometheus.url}/api/v1/label/{match['label']}/values",
-                                params={"match[]": match["metric"]}, timeout=10)
+                                params={"match[]": fill(match["selector"], values)}, timeout=10)
         assert response.status_code == 200, response.text
         return response.json()["data"]
 
-    def substitute(self, dashboard: dict, expr: str) -> str:
-        """Replace the template variables the way Grafana does for a selection of every value."""
-        values = {variable["name"]: "(" + "|".join(self.label_values(variable)) + ")"
-                  for variable in dashboard["templating"]["list"] if variable["type"] == "query"}
-        values["__rate_interval"] = RATE_INTERVAL
-        # A name runs to the end of the word, as in Grafana: $job never eats the start of $job_id.
-        expr = re.sub(r"\$(\w+)", lambda match: values[match.group(1)], expr)
-        assert "$" not in expr, expr
-        return expr
+    def variables(self, dashboard: dict, chosen: dict[str, str] | None = None) -> dict[str, str]:
+        """Every variable's value: as `chosen`, else "All" (the variable's allValue) where it has
+        it, else every value it offers (the job detail's single job); a custom one at its default."""
+        chosen = chosen or {}
+        values = {"__rate_interval": RATE_INTERVAL}
+        for variable in dashboard["templating"]["list"]:
+            name = variable["name"]
+            if variable["type"] == "custom":
+                values[name] = chosen.get(name, variable["current"]["value"])
+            elif variable["type"] == "query":
+                offered = self.label_values(variable, values)
+                values[name] = chosen.get(name) or variable.get("allValue") or one_of(offered)
+        return values
 
-    def rows(self, dashboard: dict, target: dict) -> list[dict]:
-        expr = self.substitute(dashboard, target["expr"])
+    def rows(self, dashboard: dict, target: dict, chosen: dict[str, str] | None = None,
+             at: float | None = None) -> list[dict]:
+        expr = fill(target["expr"], self.variables(dashboard, chosen))
+        end = time.time() if at is None else at
         if target.get("range", True) and not target.get("instant"):
-            return self.prometheus.query_range(expr, self.started, time.time(), step=1)
-        return self.prometheus.query(expr)
+            return self.prometheus.query_range(expr, self.started, end, step=1)
+        return self.prometheus.query(expr, time=at)
 
-    def collect(self) -> dict[tuple[str, str, str], int]:
+    def collect(self, chosen: dict[str, str] | None = None, at: float | None = None) -> dict[tuple, list[dict]]:
         """Rows per (dashboard, panel title, query refId), every query of every dashboard once."""
         results = {}
         for name in NAMES:
             dashboard = load(name)
             for item in data_panels(dashboard):
                 for target in item["targets"]:
-                    results[(name, item["title"], target["refId"])] = len(self.rows(dashboard, target))
+                    results[(name, item["title"], target["refId"])] = self.rows(dashboard, target, chosen, at)
         return results
 
-    def panel_results(self) -> dict[tuple[str, str, str], int]:
+    def complete(self, chosen: dict[str, str] | None = None) -> dict[tuple[str, str, str], int]:
         """The rows of every query, once all that are not expected empty have data (or the
         timeout passed: the test then names the empty ones)."""
-        def complete():
-            results = self.collect()
-            return results if {key for key, count in results.items() if not count} <= set(EXPECTED_EMPTY) else None
+        def attempt():
+            counts = {key: len(rows) for key, rows in self.collect(chosen).items()}
+            return counts if {key for key, count in counts.items() if not count} <= set(EXPECTED_EMPTY) else None
 
+        try:
+            return wait_until(attempt, timeout=45, interval=0.5, what="every panel query to have data")
+        except AssertionError:
+            return {key: len(rows) for key, rows in self.collect(chosen).items()}
+
+    def panel_results(self) -> dict[tuple[str, str, str], int]:
         if self._results is None:
-            try:
-                self._results = wait_until(complete, timeout=45, interval=0.5, what="every panel query to have data")
-            except AssertionError:
-                self._results = self.collect()
+            self._results = self.complete()
         return self._results
 
 
@@ -506,19 +626,42 @@ def test_every_panel_query_returns_data(live, name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_variables_list_what_prometheus_scraped(live, name):
-    variables = {v["name"]: v for v in load(name)["templating"]["list"] if v["type"] == "query"}
-    expected = {"job_id": sorted(live.jobs), "job": ["seekrflow"]}
-    assert {variable: sorted(live.label_values(v)) for variable, v in variables.items()} == {
-        variable: expected[variable] for variable in variables}
+    dashboard = load(name)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"] if v["type"] == "query"}
+    values = live.variables(dashboard)
+    expected = {"cluster": sorted(environment.name for environment in live.environments), "job": ["seekrflow"],
+                "instance": sorted(environment.instance for environment in live.environments),
+                "job_id": sorted(live.jobs)}
+    assert {variable: sorted(live.label_values(v, values)) for variable, v in variables.items()} == expected
+    # The environment narrows what the variables after it offer.
+    for environment in live.environments:
+        narrowed = live.variables(dashboard, {"cluster": environment.name})
+        assert live.label_values(variables["instance"], narrowed) == [environment.instance]
+        assert sorted(live.label_values(variables["job_id"], narrowed)) == sorted(environment.jobs)
+
+
+def test_scope_variables_default_to_all_and_the_limit_to_its_default():
+    for name in NAMES:
+        variables = {v["name"]: v for v in load(name)["templating"]["list"]}
+        for scope in ("cluster", "job", "instance"):
+            assert variables[scope]["includeAll"] and variables[scope]["multi"], (name, scope)
+            assert variables[scope]["current"]["value"] == ["$__all"], (name, scope)
+        # Series without the environment label (one environment) are kept under "All".
+        assert variables["cluster"]["allValue"] == ".*"
+        assert list(variables)[:4] == ["datasource", "cluster", "job", "instance"]
+    for name in ("overview.json", "exporter-health.json"):
+        limit = {v["name"]: v for v in load(name)["templating"]["list"]}["limit"]
+        assert (limit["type"], limit["current"]["value"], limit["query"]) == ("custom", "20", "10,20,50,100")
 
 
 @pytest.mark.slow
 def test_discovery_adds_no_job_beyond_the_configured_ones(live):
     # The list holds the simulated jobs and the failed one, not the broken job (faults are not listed).
-    rows = live.prometheus.wait_for('seekrflow_exporter_discovery_success{job="seekrflow"} == 1')
-    assert len(rows) == 1
-    assert live.prometheus.values('seekrflow_exporter_discovered_jobs{job="seekrflow"}', "job") == {
-        "seekrflow": len(live.jobs) - 1}
+    rows = live.prometheus.wait_for('seekrflow_exporter_discovery_success{job="seekrflow"} == 1',
+                                    lambda rows: len(rows) == len(live.environments))
+    assert {row["metric"][CLUSTER] for row in rows} == {environment.name for environment in live.environments}
+    assert live.prometheus.values('seekrflow_exporter_discovered_jobs{job="seekrflow"}', "instance") == {
+        environment.instance: len(environment.jobs) - 1 for environment in live.environments}
 
 
 @pytest.mark.slow
@@ -526,11 +669,65 @@ def test_discovery_adds_no_job_beyond_the_configured_ones(live):
 def test_alert_annotation_shows_the_firing_alert(live, name):
     dashboard = load(name)
     [annotation] = prometheus_annotations(dashboard)
-    expr = live.substitute(dashboard, annotation["target"]["expr"])
-    rows = live.prometheus.wait_for(expr, lambda rows: any(
-        row["metric"]["alertname"] == "SeekrFlowJobFailed" for row in rows))
-    assert ("SeekrFlowJobFailed", live.failed_job) in {
-        (row["metric"]["alertname"], row["metric"].get("job_id")) for row in rows}
+    for environment in live.environments:
+        expr = fill(annotation["target"]["expr"], live.variables(dashboard, {"cluster": environment.name}))
+        rows = live.prometheus.wait_for(expr, lambda rows: any(
+            row["metric"]["alertname"] == "SeekrFlowJobFailed" for row in rows))
+        fired = {(row["metric"]["alertname"], row["metric"].get("job_id")) for row in rows}
+        assert ("SeekrFlowJobFailed", environment.failed_job) in fired
+        assert not {job for _, job in fired} & set(live.jobs) - set(environment.jobs)
+
+
+def answer(rows: list[dict]) -> dict[frozenset, object]:
+    """A query's rows as {labels: value or values}, to compare two answers exactly."""
+    return {frozenset(row["metric"].items()): row.get("value") or tuple(map(tuple, row["values"])) for row in rows}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_panel_filtered_to_one_environment_shows_none_of_the_others_jobs(live, name):
+    """With the `cluster` variable on one environment, every query answers exactly what it answers
+    when the environment's own exporter and jobs are chosen instead (cluster on All), so nothing of
+    the other environment is mixed in, not even inside a sum; and no row names the other
+    environment, its exporter or its jobs."""
+    with_data = {key for key, count in live.panel_results().items() if key[0] == name and count}
+
+    def compare(environment: Environment) -> tuple[set, list]:
+        """The queries with data for the environment, and what in them belongs elsewhere."""
+        # A time every scrape and rule evaluation before it has been stored by: both answers read
+        # the same samples.
+        at = time.time() - 5
+        others = [other for other in live.environments if other is not environment]
+        foreign_jobs = {job for other in others for job in other.jobs}
+        foreign_instances = {other.instance for other in others}
+        by_cluster = live.collect({"cluster": environment.name}, at)
+        by_members = live.collect({"instance": environment.instance, "job_id": one_of(environment.jobs)}, at)
+        shown, problems = set(), []
+        for key, rows in by_cluster.items():
+            if key[0] != name:
+                continue
+            for row in rows:
+                labels = row["metric"]
+                if (labels.get("job_id") in foreign_jobs or labels.get("instance") in foreign_instances
+                        or labels.get(CLUSTER, environment.name) != environment.name):
+                    problems.append((key, "shows", labels))
+            if answer(rows) != answer(by_members[key]):
+                problems.append((key, "differs from the environment's own exporter and jobs"))
+            if rows:
+                shown.add(key)
+        return shown, problems
+
+    for environment in live.environments:
+        outcome: dict = {}
+
+        def attempt(environment=environment, outcome=outcome):
+            outcome["shown"], outcome["problems"] = compare(environment)
+            return outcome["problems"] or outcome["shown"] == with_data
+
+        with contextlib.suppress(AssertionError):  # the assertions below say what is missing
+            wait_until(attempt, timeout=30, interval=1, what=f"every panel to have data in {environment.name}")
+        assert outcome["problems"] == [], environment.name
+        # Not vacuous: the environment has data on every panel that has data at all.
+        assert sorted(with_data - outcome["shown"]) == [], environment.name
 
 
 # --- two exporters on the same jobs, live -----------------------------------------------------
@@ -575,7 +772,9 @@ class Replicas:
         self.at = time.time()  # one evaluation time for both Prometheus
 
     def substitute(self, expr: str) -> str:
-        return expr.replace("$job_id", "(" + "|".join(self.jobs) + ")").replace("$__rate_interval", RATE_INTERVAL)
+        # One environment without the environment label: "All" of the scope variables keeps it.
+        return fill(expr, {"cluster": ".*", "job": ".+", "instance": ".+", "job_id": one_of(self.jobs),
+                           "limit": GENERATOR.DEFAULT_LIMIT, "__rate_interval": RATE_INTERVAL})
 
     def answer(self, prometheus, expr: str) -> dict[frozenset, str]:
         """An instant query at the common time, as {labels: value}."""
@@ -586,14 +785,15 @@ class Replicas:
 @pytest.mark.slow
 def test_own_labels_of_the_duplicate_check_are_the_exporters(live):
     """OWN_LABELS names every per-job series with labels besides job_id, and exactly those labels,
-    as Prometheus stored them from the exporter (less the target labels job and instance)."""
+    as Prometheus stored them from the exporter (less the target labels job, instance and cluster)."""
     def stored() -> dict[str, set[str]]:
         response = requests.get(f"{live.prometheus.url}/api/v1/series",
                                 params={"match[]": '{__name__=~"seekrflow_ingestion_.+"}'}, timeout=10)
         assert response.status_code == 200, response.text
         labels: dict[str, set[str]] = {}
         for series in response.json()["data"]:
-            labels.setdefault(series.pop("__name__"), set()).update(set(series) - {"job_id", "job", "instance"})
+            labels.setdefault(series.pop("__name__"), set()).update(
+                set(series) - {"job_id", "job", "instance", CLUSTER})
         return {name: own for name, own in labels.items() if own}
 
     with contextlib.suppress(AssertionError):  # the assertion below names the difference
