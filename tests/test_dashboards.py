@@ -683,6 +683,7 @@ def answer(rows: list[dict]) -> dict[frozenset, object]:
     return {frozenset(row["metric"].items()): row.get("value") or tuple(map(tuple, row["values"])) for row in rows}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_a_panel_filtered_to_one_environment_shows_none_of_the_others_jobs(live, name):
     """With the `cluster` variable on one environment, every query answers exactly what it answers

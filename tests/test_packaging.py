@@ -22,6 +22,8 @@ import exporter
 REPO = Path(__file__).resolve().parent.parent
 VERSION = exporter.__version__
 DIST_NAME = "seekrflow_exporter"
+
+pytestmark = pytest.mark.slow  # builds the package three times
 # Never part of a release: local environments, caches and earlier build output.
 NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", ".ci", "build", "dist", "*.egg-info",
                                      "__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
