@@ -11,8 +11,8 @@ stored the job with no failure, then released.
 from __future__ import annotations
 
 import contextlib
-import re
 import importlib.util
+import re
 import secrets
 import threading
 import time
