@@ -20,7 +20,7 @@ RUN python3 -m venv /opt/seekrflow-exporter
 COPY pyproject.toml README.md LICENSE ./
 COPY exporter ./exporter
 # A non-editable install: the venv holds the built package, not a link to /src.
-RUN /opt/seekrflow-exporter/bin/pip install --no-cache-dir . \
+RUN /opt/seekrflow-exporter/bin/pip install --no-cache-dir '.[basic-auth]' \
     && /opt/seekrflow-exporter/bin/pip uninstall --yes pip setuptools
 
 # --- run: only the venv, owned by root, run by an unprivileged user ---

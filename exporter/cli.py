@@ -18,7 +18,9 @@ from .config import ApiConfig, Config, ConfigError, load_config
 from .log import LEVELS, setup_logging
 from .runtime import Runtime
 from .selfmetrics import SelfMetrics
-from .web import make_app, serve
+from .server import ExporterServer
+from .web import make_app
+from .webconfig import WebConfigError, WebConfigSource, protect
 
 log = logging.getLogger("seekrflow_exporter")
 
@@ -36,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--web.listen-address", dest="listen_address", default=None, metavar="HOST:PORT",
                         help=f"address to serve metrics on (default: :{DEFAULT_PORT}; "
                              f"127.0.0.1:{DEFAULT_PORT} with --demo)")
+    parser.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
+                        help="TLS, basic auth and headers, in the Prometheus exporter-toolkit format; "
+                             "read again for every connection")
     parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS),
                         help="log level (default: %(default)s)")
     parser.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
@@ -59,6 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         log.error("invalid flag", extra={"fields": {"err": f"--web.listen-address {err}"}})
         return 1
+    web_config = None
+    if args.web_config_file:
+        try:
+            web_config = WebConfigSource(args.web_config_file)
+        except WebConfigError as err:
+            log.error("invalid web configuration", extra={"fields": {"file": args.web_config_file, "err": str(err)}})
+            return 1
     simulator = None
     if args.demo:
         simulator, config = _start_demo()
@@ -70,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     load = None if args.demo else (lambda: load_config(args.config_file))
     try:
-        return _run(config, load, listen, (host, port), demo=simulator is not None, lifecycle=args.enable_lifecycle)
+        return _run(config, load, listen, (host, port), demo=simulator is not None, lifecycle=args.enable_lifecycle,
+                    web_config=web_config)
     finally:
         if simulator is not None:
             simulator.stop()
@@ -99,11 +112,18 @@ def _start_demo():
     return simulator, config
 
 
-def _run(config: Config, load, listen: str, address: tuple[str, int], demo: bool, lifecycle: bool) -> int:
+def _run(config: Config, load, listen: str, address: tuple[str, int], demo: bool, lifecycle: bool,
+         web_config: WebConfigSource | None = None) -> int:
     """``listen`` is the flag as given (for messages), ``address`` the (host, port) parsed from it."""
-    runtime = Runtime(config, SelfMetrics(), load)
+    self_metrics = SelfMetrics()
+    runtime = Runtime(config, self_metrics, load)
+    app = make_app(runtime, lifecycle)
+    tls = None
+    if web_config is not None:
+        app = protect(app, web_config)
+        tls = web_config.tls_context if web_config.tls_enabled else None
     try:
-        server = serve(make_app(runtime, lifecycle), *address)
+        server = ExporterServer(*address, app, self_metrics.connections_shed, tls=tls)
     except OSError as err:
         log.error("cannot listen", extra={"fields": {"address": listen, "err": err.strerror}})
         runtime.close()
@@ -119,7 +139,8 @@ def _run(config: Config, load, listen: str, address: tuple[str, int], demo: bool
     host, port = str(server.server_address[0]), server.server_address[1]
     shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
     log.info("listening", extra={"fields": {
-        "address": f"{host}:{port}", "jobs": len(config.jobs), "base_url": _shown_url(config.api.base_url),
+        "address": f"{host}:{port}", "tls": tls is not None, "jobs": len(config.jobs),
+        "base_url": _shown_url(config.api.base_url),
         "endpoint": config.api.path_template, "version": __version__}})
     if demo:
         print(f"Exporter metrics: http://{shown_host}:{port}/metrics  (Ctrl-C to stop)", flush=True)

@@ -57,7 +57,11 @@ def read_text(path: str, limit: int = MAX_FILE_BYTES, what: str = "") -> str:
 
 def load_yaml(path: str, limit: int = MAX_FILE_BYTES, what: str = "") -> Any:
     """The YAML document in ``path``: plain data, no aliases, numbers of sane length."""
-    text = read_text(path, limit, what)
+    return parse_yaml(read_text(path, limit, what), path)
+
+
+def parse_yaml(text: str, path: str) -> Any:
+    """``text`` read from ``path`` (named in errors), loaded as ``load_yaml`` does."""
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader, stricter still
     except RecursionError:

@@ -27,10 +27,25 @@ class LogfmtFormatter(logging.Formatter):
 
 def _value(value: object) -> str:
     text = str(value)
-    if text and not any(c in text for c in ' "=\n\t\\'):
+    if text and text.isprintable() and not any(c in text for c in ' "=\\'):
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{escaped}"'
+    return '"' + text.translate(_ESCAPES) + '"'
+
+
+class _Escapes(dict):
+    """What a quoted logfmt value cannot hold raw: quotes, backslashes, and every character that is
+    not printable (CR, LF, ESC and the rest): text from the network must not forge a log line or
+    drive a terminal."""
+
+    def __missing__(self, codepoint: int) -> str:
+        char = chr(codepoint)
+        # Not cached: the table would grow with every code point a client cares to send.
+        if char.isprintable():
+            return char
+        return char.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+_ESCAPES = _Escapes({ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
 
 
 def setup_logging(level: str) -> None:

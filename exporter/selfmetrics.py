@@ -37,6 +37,12 @@ class SelfMetrics:
         self.api_requests = Counter("seekrflow_exporter_api_requests",
                                     "Requests sent to the SeekrFlow API, by endpoint and outcome.",
                                     ["endpoint", "code"], registry=self.registry)
+        self.connections_shed = Counter("seekrflow_exporter_http_connections_shed",
+                                        "Connections to the exporter closed or refused (503) at the open-connection cap, "
+                                        "by reason: idle (the oldest still sending its request) or full.",
+                                        ["reason"], registry=self.registry)
+        for reason in ("idle", "full"):  # present at 0 from the start, so rate() sees the first one
+            self.connections_shed.labels(reason)
         self._reload_ok = Gauge("seekrflow_exporter_config_last_reload_successful",
                                 "1 when the last configuration reload succeeded, else 0.", registry=self.registry)
         self._reload_time = Gauge("seekrflow_exporter_config_last_reload_success_timestamp_seconds",

@@ -5,10 +5,7 @@ from __future__ import annotations
 import gzip
 import html
 import logging
-import socket
-from socketserver import ThreadingMixIn
 from typing import Callable, Protocol
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
@@ -53,6 +50,15 @@ def make_app(runtime: Reloadable, lifecycle: bool = False) -> Callable:
 
     def route(environ, start_response):
         path = environ.get("PATH_INFO", "/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path in _READ_ONLY and method not in ("GET", "HEAD"):
+            return _text(start_response, "405 Method Not Allowed", "Only GET or HEAD requests allowed\n",
+                         extra=[("Allow", "GET, HEAD")])
+        if path in _READ_ONLY and method == "HEAD":
+            # The headers a GET would get, no body, and for /metrics no scrape: a HEAD costs nothing.
+            content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))[1] if path == "/metrics" else _READ_ONLY[path]
+            start_response("200 OK", [("Content-Type", content_type)])
+            return []
         if path == "/metrics":
             return _metrics(runtime.collector, environ, start_response)
         if path == "/-/healthy":
@@ -70,9 +76,15 @@ def make_app(runtime: Reloadable, lifecycle: bool = False) -> Callable:
     return app
 
 
+# The read-only pages and their content type (for /metrics it depends on Accept): GET and HEAD only.
+_READ_ONLY = {"/metrics": "", "/-/healthy": "text/plain; charset=utf-8",
+              "/-/ready": "text/plain; charset=utf-8", "/": "text/html; charset=utf-8"}
+
+
 def _reload(runtime: Reloadable, environ, start_response):
     if environ.get("REQUEST_METHOD") not in ("POST", "PUT"):
-        return _text(start_response, "405 Method Not Allowed", "Only POST or PUT requests allowed\n")
+        return _text(start_response, "405 Method Not Allowed", "Only POST or PUT requests allowed\n",
+                     extra=[("Allow", "POST, PUT")])
     error = runtime.reload()
     if error is not None:
         return _text(start_response, "500 Internal Server Error", f"failed to reload config: {error}\n")
@@ -93,9 +105,10 @@ def _metrics(collector: Collector, environ, start_response):
     return [body]
 
 
-def _text(start_response, status: str, text: str, content_type: str = "text/plain; charset=utf-8"):
+def _text(start_response, status: str, text: str, content_type: str = "text/plain; charset=utf-8",
+          extra: list[tuple[str, str]] | None = None):
     body = text.encode()
-    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))] + (extra or []))
     return [body]
 
 
@@ -113,22 +126,3 @@ def _landing_page(job_count: int) -> str:
 </ul>
 </body></html>
 """
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _ThreadingServer6(_ThreadingServer):
-    address_family = socket.AF_INET6
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
-        log.debug("http request", extra={"fields": {"client": self.client_address[0], "request": format % args}})
-
-
-def serve(app: Callable, host: str, port: int) -> WSGIServer:
-    """Listen on ``host`` (all interfaces when empty) and ``port``, as parsed by address.py."""
-    server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
-    return make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)

@@ -54,12 +54,16 @@ def read_lines(stream, count: int, timeout: float) -> list[str]:
 class ExporterProcess:
     """The exporter as a subprocess; ``log`` holds what it wrote to stderr once stopped."""
 
-    def __init__(self, config: dict, api_key: str | None, extra_args=(), env=None):
+    def __init__(self, config: dict, api_key: str | None, extra_args=(), env=None, scheme: str = "http",
+                 client: dict | None = None):
+        """``scheme`` and ``client`` (keyword arguments for requests: verify, cert, auth) serve the
+        exporter behind ``--web.config.file``."""
         self._dir = tempfile.TemporaryDirectory(prefix="seekrflow-exporter-test-")
         self.config_path = Path(self._dir.name) / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.client = client or {}
         self._stderr_path = Path(self._dir.name) / "stderr.log"
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKR_")}
         self._env.update(env or {})
@@ -84,10 +88,10 @@ class ExporterProcess:
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"exporter exited with {self.proc.returncode}: {self._stderr_path.read_text()}")
-        return requests.get(self.url + "/-/healthy", timeout=1).status_code == 200
+        return requests.get(self.url + "/-/healthy", timeout=1, **self.client).status_code == 200
 
     def scrape(self, headers=None) -> requests.Response:
-        response = requests.get(self.url + "/metrics", headers=headers or {}, timeout=30)
+        response = requests.get(self.url + "/metrics", headers=headers or {}, timeout=30, **self.client)
         response.raise_for_status()
         return response
 
