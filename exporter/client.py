@@ -20,6 +20,7 @@ from prometheus_client import Counter
 
 from . import __version__
 from .config import ApiConfig
+from .datajob import parse_data_job, parse_data_job_summary
 from .model import InvalidResponse, parse_job, parse_timestamp
 from .results import FetchResult, ListResult
 from .transport import BoundedSession, RequestFailed
@@ -28,6 +29,14 @@ from .transport import BoundedSession, RequestFailed
 # the others (redirect) count under the HTTP status they got.
 _REQUEST_CODES = {"timeout": "timeout", "connection_error": "connection_error",
                   "body_too_large": "invalid_response", "bad_encoding": "invalid_response"}
+
+
+DATA_JOB_PATH = "/v1/flow/data-jobs/{id}"
+DATA_JOBS_PATH = "/v1/flow/data-jobs"
+# The data-job list is paged: the API's largest page, and a bound on pages for a server that never
+# sends a short one (100,000 data jobs).
+DATA_JOB_PAGE = 100
+MAX_DATA_JOB_PAGES = 1000
 
 
 class SeekrFlowClient:
@@ -58,6 +67,39 @@ class SeekrFlowClient:
         outcome = self._call(self._api.base_url + self._api.list_path, self._api.list_path, "", timeout,
                              lambda payload, status: _parse_list(payload, self._api.terminal_record_statuses))
         return outcome if isinstance(outcome, ListResult) else ListResult(failure=outcome)
+
+    def fetch_data_job(self, data_job_id: str, timeout: float) -> FetchResult:
+        """GET one data job with its nested ingestion jobs; every failure becomes a result."""
+        url = self._api.base_url + DATA_JOB_PATH.replace("{id}", quote(data_job_id, safe=""))
+        return self._call(url, DATA_JOB_PATH, data_job_id, timeout,
+                          lambda payload, status: FetchResult(
+                              data_job_id, parse_data_job(payload, self._api.terminal_record_statuses),
+                              http_status=status))
+
+    def list_data_jobs(self, timeout: float) -> ListResult:
+        """Every data job of the caller, page by page until a short page, all within ``timeout``.
+
+        The list has no total and no next link. A data job created while the pages are read can
+        shift the pages: one may show up twice (kept once) or be missed until the next read.
+        """
+        give_up_at = time.monotonic() + timeout
+        jobs, invalid, seen = [], {}, set()
+        for page in range(MAX_DATA_JOB_PAGES):
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                return ListResult(failure=FetchResult("", None, "timeout", f"data-job pages not read within {timeout:.1f}s"))
+            url = f"{self._api.base_url}{DATA_JOBS_PATH}?limit={DATA_JOB_PAGE}&offset={page * DATA_JOB_PAGE}"
+            outcome = self._call(url, DATA_JOBS_PATH, "", remaining, lambda payload, status: _parse_data_job_page(payload))
+            if isinstance(outcome, FetchResult):
+                return ListResult(failure=outcome)
+            listed, size = outcome
+            jobs += [job for job in listed.jobs if job.id not in seen]
+            seen.update(job.id for job in listed.jobs)
+            invalid.update(listed.invalid)
+            if size < DATA_JOB_PAGE:
+                return ListResult(tuple(jobs), invalid)
+        return ListResult(failure=FetchResult("", None, "too_many_pages",
+                                              f"more than {MAX_DATA_JOB_PAGES} full pages of data jobs"))
 
     def _call(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any]):
         try:
@@ -101,21 +143,30 @@ class SeekrFlowClient:
         self._http.close()
 
 
-def _parse_list(payload: Any, terminal_statuses: frozenset[str]) -> ListResult:
+def _parse_list(payload: Any, terminal_statuses: frozenset[str], parse: Callable[..., Any] = parse_job) -> ListResult:
     """One bad job in the list fails that job, not the list. ``"data": null`` (or none) is an empty
     list, as the SDK reads it."""
-    data = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(payload, dict) or not isinstance(data, (list, type(None))):
-        raise InvalidResponse('expected {"object": "list", "data": [...]}')
     jobs, invalid = [], {}
-    for item in data or ():
+    for item in _list_items(payload):
         try:
-            jobs.append(parse_job(item, terminal_statuses))
+            jobs.append(parse(item, terminal_statuses))
         except InvalidResponse as err:
             job_id = item.get("id") if isinstance(item, dict) else None
             if isinstance(job_id, str) and job_id:
                 invalid[job_id] = (f"listed with an unusable body: {err}", _created_at_if_readable(item))
     return ListResult(tuple(jobs), invalid)
+
+
+def _list_items(payload: Any) -> list:
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict) or not isinstance(data, (list, type(None))):
+        raise InvalidResponse('expected {"object": "list", "data": [...]}')
+    return data or []
+
+
+def _parse_data_job_page(payload: Any) -> tuple[ListResult, int]:
+    """One page of data jobs, and how many items it had (a short page is the last)."""
+    return _parse_list(payload, frozenset(), lambda item, _: parse_data_job_summary(item)), len(_list_items(payload))
 
 
 def _created_at_if_readable(item: dict) -> float | None:

@@ -12,6 +12,7 @@ from typing import Callable
 from prometheus_client.core import Metric
 
 from .config import MetricsConfig
+from .datajobmetrics import build_data_job_families
 from .metrics import build_job_families
 from .scrape import JobPoller
 from .selfmetrics import SelfMetrics
@@ -47,6 +48,8 @@ class ScrapeCollector:
         budget = self.budget(timeout_header)
         result = self._poller.scrape(started + budget)
         families = build_job_families(result.snapshots, self._wall_clock(), self._settings)
+        if self._poller.watches_data_jobs:
+            families += build_data_job_families(result.data_jobs, self._settings)
         return families + self._self_metrics.families(result, self._monotonic() - started, budget)
 
     @property

@@ -98,12 +98,26 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class DataJobsConfig:
+    """Data jobs: ``enabled`` reads their list (every discovery.interval, kept for discovery.max_age
+    after they ended); the IDs in ``jobs`` are always watched."""
+
+    enabled: bool = False
+    jobs: tuple[str, ...] = ()
+
+    @property
+    def active(self) -> bool:
+        return self.enabled or bool(self.jobs)
+
+
+@dataclass(frozen=True)
 class Config:
     jobs: tuple[str, ...]
     api: ApiConfig = ApiConfig()
     scrape: ScrapeConfig = ScrapeConfig()
     metrics: MetricsConfig = MetricsConfig()
     discovery: DiscoveryConfig = DiscoveryConfig()
+    data_jobs: DataJobsConfig = DataJobsConfig()
 
 
 def parse_duration(text: Any, path: str) -> float:
@@ -130,14 +144,16 @@ def load_config(path: str, environ: Mapping[str, str] | None = None) -> Config:
 
 
 def build_config(raw: Any, environ: Mapping[str, str]) -> Config:
-    root = _section(raw, "", {"api", "scrape", "metrics", "discovery", "jobs"})
+    root = _section(raw, "", {"api", "scrape", "metrics", "discovery", "data_jobs", "jobs"})
     discovery = _discovery(root.get("discovery"))
+    data_jobs = _data_jobs(root.get("data_jobs"))
     return Config(
-        jobs=_jobs(root.get("jobs"), required=not discovery.enabled),
+        jobs=_jobs(root.get("jobs"), required=not discovery.enabled and not data_jobs.active),
         api=_api(root.get("api"), environ),
         scrape=_scrape(root.get("scrape")),
         metrics=_metrics(root.get("metrics")),
         discovery=discovery,
+        data_jobs=data_jobs,
     )
 
 
@@ -286,16 +302,26 @@ def _discovery(raw: Any) -> DiscoveryConfig:
     )
 
 
-def _jobs(raw: Any, required: bool) -> tuple[str, ...]:
+def _data_jobs(raw: Any) -> DataJobsConfig:
+    section = _section(raw, "data_jobs", {"enabled", "jobs"})
+    enabled = section.get("enabled", DataJobsConfig.enabled)
+    if not isinstance(enabled, bool):
+        raise ConfigError("data_jobs.enabled", f"must be true or false, got {_show(enabled)}")
+    jobs = section.get("jobs")
+    return DataJobsConfig(enabled=enabled, jobs=() if jobs is None else _jobs(jobs, False, "data_jobs.jobs", "data job"))
+
+
+def _jobs(raw: Any, required: bool, where: str = "jobs", what: str = "ingestion job") -> tuple[str, ...]:
     if raw is None and not required:
         return ()
     if raw is None:
-        raise ConfigError("jobs", "is required: list the ingestion job IDs to export, or turn on discovery.enabled")
+        raise ConfigError("jobs", "is required: list the ingestion job IDs to export, or turn on discovery.enabled "
+                                  "or data_jobs.enabled")
     if not isinstance(raw, list) or (required and not raw):
-        raise ConfigError("jobs", f"must be a non-empty list of ingestion job IDs, got {_show(raw)}")
+        raise ConfigError(where, f"must be a non-empty list of {what} IDs, got {_show(raw)}")
     seen: set[str] = set()
     for index, job_id in enumerate(raw):
-        path = f"jobs[{index}]"
+        path = f"{where}[{index}]"
         if not isinstance(job_id, str) or not job_id.strip():
             raise ConfigError(path, f"must be a non-empty job ID string, got {_show(job_id)}")
         if not JOB_ID_PATTERN.fullmatch(job_id):

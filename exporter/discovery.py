@@ -50,3 +50,18 @@ def _recent(job: IngestionJob, now: float, max_age: float) -> bool:
 def _ended_at(job: IngestionJob) -> float:
     # A job that does not say when it ended is as old as its creation: it leaves no later than that.
     return job.ended_at if job.ended_at is not None else job.created_at
+
+
+def watched_data_jobs(listed: ListResult, now: float, max_age: float,
+                      held: Mapping[str, object] | None = None) -> tuple[list, dict[str, str]]:
+    """(data jobs to watch, {data job id: why its listed body is unusable}) from one read of the list.
+
+    As for ingestion jobs: every unfinished data job, and a finished one (cancelled, failed,
+    completed, stopped) until ``max_age`` after it ended (its ``updated_at``). ``held`` is unused:
+    a data job's list item says all that this choice needs.
+    """
+    jobs = [job for job in listed.jobs
+            if JOB_ID_PATTERN.fullmatch(job.id) and (job.ended_at is None or now - job.ended_at <= max_age)]
+    invalid = {job_id: detail for job_id, (detail, created_at) in listed.invalid.items()
+               if JOB_ID_PATTERN.fullmatch(job_id) and (created_at is None or now - created_at <= max_age)}
+    return jobs, invalid

@@ -35,8 +35,14 @@ class KnownList:
 
 
 class JobList:
-    def __init__(self, settings: DiscoveryConfig, known: KnownList | None = None):
+    """``choose`` picks what to watch from a read (``watched_jobs``, or ``watched_data_jobs`` for the
+    data-job list); ``what`` names the list in the log."""
+
+    def __init__(self, settings: DiscoveryConfig, known: KnownList | None = None,
+                 choose: Callable[..., tuple[list, dict[str, str]]] = watched_jobs, what: str = "job list"):
         self._settings = settings
+        self._choose = choose
+        self._what = what
         self.job_ids: tuple[str, ...] = ()
         self._ok: bool | None = None
         self._next_read: float | None = None  # monotonic; None: read at the next round
@@ -73,7 +79,7 @@ class JobList:
         """
         if listed.failure is not None:
             if self._ok is not False:
-                log.warning("job list failed", extra={"fields": {
+                log.warning(f"{self._what} failed", extra={"fields": {
                     "reason": listed.failure.reason, "detail": listed.failure.detail}})
             self._ok, self._failures = False, self._failures + 1
             if listed.failure.retry_after:
@@ -84,9 +90,9 @@ class JobList:
             return None  # keep the jobs found before
         self._ok, self._failures = True, 0
         self._next_read = now + self._settings.interval
-        jobs, invalid = watched_jobs(listed, wall_now, self._settings.max_age, held)
+        jobs, invalid = self._choose(listed, wall_now, self._settings.max_age, held)
         previous = set(self.job_ids)
         self.job_ids = tuple(sorted({job.id for job in jobs} | set(invalid)))
         if set(self.job_ids) != previous:
-            log.info("job list read", extra={"fields": {"discovered": len(self.job_ids)}})
+            log.info(f"{self._what} read", extra={"fields": {"discovered": len(self.job_ids)}})
         return jobs, invalid

@@ -155,7 +155,7 @@ def _add_job(f: _JobFamilies, job_id: str, job: IngestionJob, now: float, settin
     f.output_files.add_metric([job_id], float(job.output_files))
 
     live = [r for r in job.records if not r.deleted]
-    for status, count in _status_counts(live, settings.record_status_limit):
+    for status, count in status_counts([r.status for r in live], settings.record_status_limit):
         f.files.add_metric([job_id, status], float(count))
     f.deleted.add_metric([job_id], float(len(job.records) - len(live)))
 
@@ -228,8 +228,10 @@ def _records_to_export(records: Sequence[FileRecord], limit: int, cut: int) -> l
     return unique[:limit]
 
 
-def _status_counts(live: Sequence[FileRecord], extra_limit: int) -> list[tuple[str, int]]:
-    counts = Counter(r.status for r in live)
+def status_counts(statuses: Iterable[str], extra_limit: int) -> list[tuple[str, int]]:
+    """Counts per status: the four record statuses always, up to ``extra_limit`` others, the rest
+    summed under ``other``."""
+    counts = Counter(statuses)
     result = [(status, counts.pop(status, 0)) for status in RECORD_STATUSES]
     extras = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     kept = [(s, n) for s, n in extras[:extra_limit] if s != OTHER_STATUS]
@@ -271,6 +273,11 @@ def _le(bound: float) -> str:
 def _clamp(seconds: float) -> float:
     """Clock skew between API servers can make an interval negative; report it as zero."""
     return seconds if seconds > 0 else 0.0
+
+
+def cut_label(text: str, limit: int) -> str:
+    """A label value cut to ``limit`` characters (the last one an ellipsis)."""
+    return _cut(text, limit)
 
 
 def _cut(text: str, limit: int) -> str:

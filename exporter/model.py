@@ -162,7 +162,7 @@ def parse_job(payload: Any, terminal_statuses: frozenset[str] = DEFAULT_TERMINAL
     raw_records = payload.get("file_records")
     if raw_records is not None and not isinstance(raw_records, list):
         raise InvalidResponse("file_records: expected a list or null")
-    records = tuple(_record(raw, i, terminal_statuses) for i, raw in enumerate(raw_records or ()))
+    records = tuple(_record(raw, f"file_records[{i}]", terminal_statuses) for i, raw in enumerate(raw_records or ()))
     return IngestionJob(
         id=_text(payload, "id", "id"),
         status=_status(payload, "status"),
@@ -173,8 +173,31 @@ def parse_job(payload: Any, terminal_statuses: frozenset[str] = DEFAULT_TERMINAL
     )
 
 
-def _record(raw: Any, index: int, terminal_statuses: frozenset[str]) -> FileRecord:
-    where = f"file_records[{index}]"
+def parse_nested_job(payload: Any, where: str,
+                     terminal_statuses: frozenset[str] = DEFAULT_TERMINAL_RECORD_STATUSES) -> IngestionJob:
+    """An ingestion job nested in a data job (``IngestionJobDetail``), or raise ``InvalidResponse``.
+
+    Its records are under ``records`` (not ``file_records``) and it has no ``output_files``. That
+    count is taken from the records instead: a completed record's ``alignment_file_id`` is the ID
+    that appears in ``output_files``, so it is the number of live completed records.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidResponse(f"{where}: expected a JSON object, got {type(payload).__name__}")
+    raw_records = payload.get("records")
+    if raw_records is not None and not isinstance(raw_records, list):
+        raise InvalidResponse(f"{where}.records: expected a list or null")
+    records = tuple(_record(raw, f"{where}.records[{i}]", terminal_statuses) for i, raw in enumerate(raw_records or ()))
+    return IngestionJob(
+        id=_text(payload, "id", f"{where}.id"),
+        status=_status(payload, "status", where),
+        created_at=_time(payload, "created_at", f"{where}.created_at", required=True),
+        output_files=sum(1 for r in records if not r.deleted and (r.status == "completed" or r.completed_at is not None)),
+        records=records,
+        records_known=raw_records is not None,
+    )
+
+
+def _record(raw: Any, where: str, terminal_statuses: frozenset[str]) -> FileRecord:
     if not isinstance(raw, dict):
         raise InvalidResponse(f"{where}: expected an object")
     deleted = raw.get("deleted", False)
@@ -259,7 +282,7 @@ class JobSnapshot:
     """
 
     job_id: str
-    job: IngestionJob | None
+    job: IngestionJob | None  # a DataJob in a data job's snapshot
     fresh: bool
     error: str | None = None
     last_success: float | None = None

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .datajob import DataJob
 from .model import IngestionJob, JobSnapshot
 
 
 @dataclass(frozen=True)
 class FetchResult:
-    """One job's answer: the parsed job, or a short ``reason`` (fit for a label) and a log ``detail``."""
+    """One job's answer: the parsed job, or a short ``reason`` (fit for a label) and a log ``detail``.
+
+    The same shape serves an ingestion job and a data job (``job_id`` is then the data job's ID).
+    """
 
     job_id: str
-    job: IngestionJob | None
+    job: IngestionJob | DataJob | None
     reason: str | None = None
     detail: str | None = None
     # The HTTP status if the API answered at all; None for timeouts and connection errors.
@@ -36,7 +40,7 @@ class FetchResult:
 class ListResult:
     """The job list: the jobs that parsed, the reason of each listed job that did not, or a failure."""
 
-    jobs: tuple[IngestionJob, ...] = ()
+    jobs: tuple[IngestionJob, ...] | tuple[DataJob, ...] = ()
     # {job id: (why its body is unusable, its created_at if that much could be read)}
     invalid: dict[str, tuple[str, float | None]] = field(default_factory=dict)
     failure: FetchResult | None = None
@@ -58,3 +62,6 @@ class ScrapeResult:
     # Whether the API answered with the key accepted; None until anything was asked.
     api_up: bool | None
     discovery: DiscoveryStatus | None = None
+    # Data jobs (data_jobs on only): a snapshot per watched data job, and the state of their list.
+    data_jobs: tuple[JobSnapshot, ...] = ()
+    data_job_discovery: DiscoveryStatus | None = None

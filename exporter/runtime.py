@@ -70,7 +70,7 @@ class Runtime:
 
     def _build(self, config: Config) -> _Built:
         client = SeekrFlowClient(config.api, self._self_metrics.api_requests)
-        poller = JobPoller(config.jobs, client, config.scrape, config.api, config.discovery)
+        poller = JobPoller(config.jobs, client, config.scrape, config.api, config.discovery, data_jobs=config.data_jobs)
         collector = ScrapeCollector(poller, config.metrics, config.scrape.timeout, self._self_metrics)
         return _Built(config, poller, collector)
 

@@ -10,6 +10,8 @@
   or 503 with Retry-After is honoured (jobstate.py).
 - With discovery on, the job list is read alongside the jobs due (joblist.py); it adds the jobs
   it finds.
+- With data jobs on, the data jobs are fetched alongside (datajobwatch.py); their answers feed
+  their ingestion jobs, which are then not fetched on their own in that round.
 
 This module keeps the round, the lock, close and the hand-over on reload; each job's state is a
 ``JobState``, and the list reads are a ``JobList``.
@@ -25,7 +27,9 @@ from types import MappingProxyType
 from typing import AbstractSet, Callable, Collection, Mapping, Sequence
 
 from .client import SeekrFlowClient
-from .config import ApiConfig, DiscoveryConfig, ScrapeConfig
+from .config import ApiConfig, DataJobsConfig, DiscoveryConfig, ScrapeConfig
+from .datajob import DataJob
+from .datajobwatch import DataJobWatch, KnownDataJobs
 from .joblist import JobList, KnownList
 from .jobstate import JobState, KnownJob
 from .model import JobSnapshot
@@ -40,6 +44,7 @@ class Handover:
     api_up: bool | None
     jobs: Mapping[str, KnownJob]
     job_list: KnownList | None
+    data_jobs: KnownDataJobs | None = None
 
 
 # ``wait_until(futures, deadline)``: the futures done by ``deadline`` (a ``monotonic`` time), returned
@@ -52,7 +57,8 @@ class JobPoller:
                  discovery: DiscoveryConfig | None = None,
                  wall_clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
-                 wait_until: WaitUntil | None = None):
+                 wait_until: WaitUntil | None = None,
+                 data_jobs: DataJobsConfig | None = None):
         """``wait_until`` goes with ``monotonic``: a clock that is not real time brings one that lets
         a round's deadline come when that clock says (by default, real time on ``monotonic``)."""
         self._configured = tuple(job_ids)
@@ -66,6 +72,9 @@ class JobPoller:
         self._pool: FetchPool | None = FetchPool(api.max_concurrency, monotonic)
         self._states = {job_id: JobState(job_id) for job_id in self._configured}
         self._job_list = JobList(self._discovery) if self._discovery is not None else None
+        # The data-job list uses discovery's interval and max_age, whether or not discovery is on.
+        self._data = (DataJobWatch(data_jobs, discovery or DiscoveryConfig())
+                      if data_jobs is not None and data_jobs.active else None)
         self._refresh_lock = threading.Lock()
         self._closed = False
         self._previous: JobPoller | None = None
@@ -75,11 +84,17 @@ class JobPoller:
 
     @property
     def job_ids(self) -> tuple[str, ...]:
-        """The configured jobs, then the discovered ones not configured."""
-        if self._job_list is None:
-            return self._configured
-        configured = set(self._configured)
-        return self._configured + tuple(j for j in self._job_list.job_ids if j not in configured)
+        """The configured jobs, then the discovered ones, then those of the watched data jobs."""
+        ids = dict.fromkeys(self._configured)
+        if self._job_list is not None:
+            ids.update(dict.fromkeys(self._job_list.job_ids))
+        if self._data is not None:
+            ids.update(dict.fromkeys(job_id for job_id, _ in self._data.links()))
+        return tuple(ids)
+
+    @property
+    def watches_data_jobs(self) -> bool:
+        return self._data is not None
 
     def take_over(self, previous: JobPoller) -> None:
         """Continue from what ``previous`` knew (same API, reloaded settings): no cold start.
@@ -96,7 +111,8 @@ class JobPoller:
         try:
             return Handover(self._api_up,
                             MappingProxyType({job_id: state.known() for job_id, state in self._states.items()}),
-                            None if self._job_list is None else self._job_list.known())
+                            None if self._job_list is None else self._job_list.known(),
+                            None if self._data is None else self._data.known())
         finally:
             self._release()
 
@@ -141,6 +157,8 @@ class JobPoller:
         if self._discovery is not None and carried.job_list is not None:
             self._job_list = JobList(self._discovery, carried.job_list)
         self._api_up = carried.api_up
+        if self._data is not None and carried.data_jobs is not None:
+            self._data.carry_over(carried.data_jobs)
         for job_id in self.job_ids:
             known = carried.jobs.get(job_id)
             if known is not None:
@@ -161,9 +179,21 @@ class JobPoller:
         listing = None
         if self._job_list is not None:
             listing = self._job_list.request(now, lambda: pool.submit(self._client.list_jobs, self._request_timeout))
+        data_listing = None
+        data_submitted: dict[Future, JobState] = {}
+        covered: set[str] = set()
+        if self._data is not None:
+            if self._data.job_list is not None:
+                data_listing = self._data.job_list.request(
+                    now, lambda: pool.submit(self._client.list_data_jobs, self._request_timeout))
+            data_due = [s for s in self._data.watched_states() if s.is_due(now, self._settings.finished_job_refresh)]
+            for state in data_due:
+                self._submit(pool, state, data_submitted, self._client.fetch_data_job)
+            covered = self._data.covered(data_due)
         for job_id in self.job_ids:
             self._states.setdefault(job_id, JobState(job_id))
-        due = [job_id for job_id in self.job_ids if self._states[job_id].is_due(now, self._settings.finished_job_refresh)]
+        due = [job_id for job_id in self.job_ids
+               if job_id not in covered and self._states[job_id].is_due(now, self._settings.finished_job_refresh)]
         # Oldest data first: when the pool cannot serve every job before the deadline, the jobs
         # left out this time are served first next time, so none goes dark for good.
         due.sort(key=lambda job_id: self._states[job_id].data_from or float("-inf"))
@@ -180,14 +210,24 @@ class JobPoller:
                 key_accepted = key_accepted or listed.key_accepted
                 for job_id in self._accept_list(started, listed):
                     self._submit(pool, self._states[job_id], submitted)
-        done = self._wait_until(list(submitted), deadline)
-        for future, state in submitted.items():
+        if data_listing is not None and data_listing in self._wait_until([data_listing], deadline):
+            assert self._data is not None
+            started, listed = data_listing.result()
+            answered += 1
+            key_accepted = key_accepted or listed.key_accepted
+            for job_id in self._data.accept_list(started, listed, self._monotonic(), self._wall_clock(),
+                                                 self._settings.finished_job_refresh):
+                self._submit(pool, self._data.states[job_id], data_submitted, self._client.fetch_data_job)
+        done = self._wait_until(list(submitted) + list(data_submitted), deadline)
+        # Data jobs first: their answers feed their ingestion jobs, which the jobs' own answers
+        # (ordered by when each request started) may then replace.
+        for future, state in [*data_submitted.items(), *submitted.items()]:
             if future in done:
                 state.in_flight = None
                 started, result = future.result()
                 answered += 1
                 key_accepted = key_accepted or result.key_accepted
-                state.apply(started, result, self._wall_clock(), self._monotonic())
+                self._take(state, started, result)
             else:
                 if future.cancel():  # never started: free its place in the pool
                     state.in_flight = None
@@ -197,32 +237,50 @@ class JobPoller:
         # A request still on its way for a job that has data says nothing about the API yet.
         if answered or unanswered:
             self._api_up = key_accepted
+        if self._data is not None:
+            self._data.prune()
         watched = set(self.job_ids)
         for job_id in [j for j in self._states if j not in watched]:
             del self._states[job_id]  # no longer listed (or too old): its series go
         now = self._monotonic()
         snapshots = tuple(self._states[j].snapshot(now, self._settings.serve_stale_for) for j in self.job_ids)
         discovery = None if self._job_list is None else self._job_list.status
-        self._result = ScrapeResult(snapshots, self._api_up, discovery)
+        data_jobs: tuple[JobSnapshot, ...] = ()
+        data_job_discovery = None
+        if self._data is not None:
+            data_jobs = self._data.snapshots(now, self._settings.serve_stale_for)
+            data_job_discovery = None if self._data.job_list is None else self._data.job_list.status
+        self._result = ScrapeResult(snapshots, self._api_up, discovery, data_jobs, data_job_discovery)
 
     def _wait_in_real_time(self, futures: Collection[Future], deadline: float) -> AbstractSet[Future]:
         return wait(futures, timeout=max(deadline - self._monotonic(), 0.0)).done
 
-    def _submit(self, pool: FetchPool, state: JobState, submitted: dict[Future, JobState]) -> None:
+    def _submit(self, pool: FetchPool, state: JobState, submitted: dict[Future, JobState],
+                fetch: Callable[[str, float], FetchResult] | None = None) -> None:
         if state.in_flight is None:
-            state.in_flight = pool.submit(self._client.fetch_job, state.job_id, self._request_timeout)
+            state.in_flight = pool.submit(fetch or self._client.fetch_job, state.job_id, self._request_timeout)
         submitted[state.in_flight] = state
+
+    def _take(self, state: JobState, started: float, result: FetchResult) -> None:
+        """Apply an answer; a data job's also brings the data of its ingestion jobs."""
+        wall_now, now = self._wall_clock(), self._monotonic()
+        state.apply(started, result, wall_now, now)
+        if isinstance(result.job, DataJob) and state.job is result.job:
+            for nested in result.job.ingestion_jobs:
+                self._states.setdefault(nested.id, JobState(nested.id)).apply(
+                    started, FetchResult(nested.id, nested, http_status=200), wall_now, now, from_list=True)
 
     def _collect_late_answers(self) -> tuple[int, bool]:
         """Apply answers that arrived after their scrape's deadline: they may be the newest data."""
         count, key_accepted = 0, False
-        for state in self._states.values():
+        data_states = list(self._data.states.values()) if self._data is not None else []
+        for state in [*data_states, *self._states.values()]:
             if state.in_flight is not None and state.in_flight.done():
                 started, result = state.in_flight.result()
                 state.in_flight = None
                 count += 1
                 key_accepted = key_accepted or result.key_accepted
-                state.apply(started, result, self._wall_clock(), self._monotonic())
+                self._take(state, started, result)
         return count, key_accepted
 
     def _accept_list(self, started: float, listed: ListResult) -> list[str]:

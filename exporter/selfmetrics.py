@@ -58,13 +58,16 @@ class SelfMetrics:
 
     def families(self, result: ScrapeResult, scrape_duration: float, scrape_budget: float) -> list[Metric]:
         """Everything about the exporter itself for one scrape that produced ``result``."""
-        return (build_exporter_families(result.api_up, scrape_duration, scrape_budget, result.discovery)
+        return (build_exporter_families(result.api_up, scrape_duration, scrape_budget, result.discovery,
+                                        result.data_job_discovery)
                 + list(self.registry.collect()))
 
 
 def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_budget: float,
-                            discovery: DiscoveryStatus | None = None) -> list[Metric]:
-    """The exporter's view of this scrape; ``discovery`` only when discovery is on."""
+                            discovery: DiscoveryStatus | None = None,
+                            data_job_discovery: DiscoveryStatus | None = None) -> list[Metric]:
+    """The exporter's view of this scrape; ``discovery`` only when discovery is on,
+    ``data_job_discovery`` only when data_jobs.enabled."""
     families: list[Metric] = [
         _plain("seekrflow_up", "1 when the SeekrFlow API answered with the key accepted, else 0.",
                1.0 if api_up else 0.0),
@@ -80,6 +83,13 @@ def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_
         families.append(_plain("seekrflow_exporter_discovered_jobs",
                                "Jobs taken from the job list: unfinished, or ended within discovery.max_age.",
                                float(discovery.job_count)))
+    if data_job_discovery is not None:
+        families.append(_plain("seekrflow_exporter_data_job_discovery_success",
+                               "1 when the latest read of the data-job list succeeded, else 0.",
+                               1.0 if data_job_discovery.ok else 0.0))
+        families.append(_plain("seekrflow_exporter_discovered_data_jobs",
+                               "Data jobs taken from the data-job list: unfinished, or ended within discovery.max_age.",
+                               float(data_job_discovery.job_count)))
     return families
 
 

@@ -69,11 +69,12 @@ def test_durations_outside_prometheus_grammar_are_refused(text):
 
 
 MISTAKES = [
-    ({"jobs": ["ij-1"], "bogus": 1}, "bogus: unknown key (allowed: api, discovery, jobs, metrics, scrape)"),
+    ({"jobs": ["ij-1"], "bogus": 1}, "bogus: unknown key (allowed: api, data_jobs, discovery, jobs, metrics, scrape)"),
     ({"jobs": ["ij-1"], "api": {"base_urll": "x"}},
      "api.base_urll: unknown key (allowed: api_key_file, base_url, endpoint, max_concurrency, team_id, "
      "terminal_record_statuses, timeout)"),
-    ({"api": {}}, "jobs: is required: list the ingestion job IDs to export, or turn on discovery.enabled"),
+    ({"api": {}}, "jobs: is required: list the ingestion job IDs to export, or turn on discovery.enabled "
+                  "or data_jobs.enabled"),
     ({"jobs": ["ij-1"], "discovery": {"enabled": "yes"}}, "discovery.enabled: must be true or false, got 'yes'"),
     ({"jobs": ["ij-1"], "discovery": {"max_age": "0s"}}, "discovery.max_age: must be longer than 0s"),
     ({"discovery": {"enabled": True}, "jobs": "ij-1"}, "jobs: must be a non-empty list of ingestion job IDs, got 'ij-1'"),

@@ -9,6 +9,7 @@ import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.simulator import SimulatedWorld, SimulatorServer
+from exporter.simulator.datajobs import SimulatedDataJobs
 from harness import ROOT, ExporterProcess
 
 KEY = "sk-test-docs-5e1d2c3b4a"
@@ -28,9 +29,10 @@ def documented() -> dict[str, tuple[str, set[str]]]:
 def served() -> dict[str, tuple[str, set[str]]]:
     body = json.loads((FIXTURES / "job_running.json").read_text())
     world = SimulatedWorld(jobs=1, files_per_job=4, seed=5, started_at=time.time())
-    with SimulatorServer(world, KEY, fixtures={"ij-running": body}) as simulator:
+    data_jobs = SimulatedDataJobs(world, 1)
+    with SimulatorServer(world, KEY, fixtures={"ij-running": body}, data_jobs=data_jobs) as simulator:
         config = {"api": {"base_url": simulator.url}, "jobs": ["ij-running", "ij-missing"],
-                  "discovery": {"enabled": True}}
+                  "discovery": {"enabled": True}, "data_jobs": {"enabled": True, "jobs": ["dj-missing"]}}
         with ExporterProcess(config, KEY) as exporter:
             text = requests.get(exporter.url + "/metrics", timeout=10,
                                 headers={"Accept": "application/openmetrics-text; version=1.0.0"}).text
