@@ -20,7 +20,7 @@ from prometheus_client import Counter
 
 from . import __version__
 from .config import ApiConfig
-from .datajob import parse_data_job, parse_data_job_summary
+from .datajob import DataJob, parse_data_job, parse_data_job_summary
 from .model import InvalidResponse, parse_job, parse_timestamp
 from .results import FetchResult, ListResult
 from .transport import BoundedSession, RequestFailed
@@ -83,7 +83,9 @@ class SeekrFlowClient:
         shift the pages: one may show up twice (kept once) or be missed until the next read.
         """
         give_up_at = time.monotonic() + timeout
-        jobs, invalid, seen = [], {}, set()
+        jobs: list[DataJob] = []
+        invalid: dict[str, tuple[str, float | None]] = {}
+        seen: set[str] = set()
         for page in range(MAX_DATA_JOB_PAGES):
             remaining = give_up_at - time.monotonic()
             if remaining <= 0:
@@ -93,7 +95,7 @@ class SeekrFlowClient:
             if isinstance(outcome, FetchResult):
                 return ListResult(failure=outcome)
             listed, size = outcome
-            jobs += [job for job in listed.jobs if job.id not in seen]
+            jobs += [job for job in listed.jobs if isinstance(job, DataJob) and job.id not in seen]
             seen.update(job.id for job in listed.jobs)
             invalid.update(listed.invalid)
             if size < DATA_JOB_PAGE:

@@ -11,8 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .model import (DEFAULT_TERMINAL_RECORD_STATUSES, UNKNOWN_STATUS, IngestionJob, InvalidResponse, _status, _text,
-                    _time, parse_nested_job)
+from .model import (
+    DEFAULT_TERMINAL_RECORD_STATUSES,
+    UNKNOWN_STATUS,
+    IngestionJob,
+    InvalidResponse,
+    _required_time,
+    _status,
+    _text,
+    parse_nested_job,
+)
 
 # Before an alignment job is linked: file_processing, needs_review, ready_to_start. After /start the
 # status mirrors the alignment job's.
@@ -69,8 +77,8 @@ def parse_data_job_summary(payload: Any) -> DataJob:
         name=_text(payload, "name", "name"),
         job_type=_text(payload, "job_type", "job_type"),
         status=_status(payload, "status"),
-        created_at=_time(payload, "created_at", "created_at", required=True),
-        updated_at=_time(payload, "updated_at", "updated_at", required=True),
+        created_at=_required_time(payload, "created_at", "created_at"),
+        updated_at=_required_time(payload, "updated_at", "updated_at"),
         detailed=False,
     )
 

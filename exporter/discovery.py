@@ -28,8 +28,8 @@ def watched_jobs(listed: ListResult, now: float, max_age: float, held: Mapping[s
     ``held``: the jobs as last fetched, by ID, for listed jobs that come without their records.
     """
     held = held or {}
-    jobs = [job for job in listed.jobs
-            if JOB_ID_PATTERN.fullmatch(job.id) and _recent(_with_held_records(job, held.get(job.id)), now, max_age)]
+    jobs = [job for job in listed.jobs if isinstance(job, IngestionJob)
+            and JOB_ID_PATTERN.fullmatch(job.id) and _recent(_with_held_records(job, held.get(job.id)), now, max_age)]
     invalid = {job_id: detail for job_id, (detail, created_at) in listed.invalid.items()
                if JOB_ID_PATTERN.fullmatch(job_id) and (created_at is None or now - created_at <= max_age)}
     return jobs, invalid

@@ -11,6 +11,7 @@ import logging
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from .datajob import DataJob
 from .model import IngestionJob, JobSnapshot
 from .results import FetchResult
 
@@ -24,7 +25,7 @@ MAX_RETRY_AFTER = 600.0
 class KnownJob:
     """What a job's state carries over a reload; its request in flight belongs to the old poller."""
 
-    job: IngestionJob | None
+    job: IngestionJob | DataJob | None
     data_from: float | None
     last_success: float | None
     error: str | None
@@ -35,7 +36,7 @@ class KnownJob:
 @dataclass
 class JobState:
     job_id: str
-    job: IngestionJob | None = None
+    job: IngestionJob | DataJob | None = None  # DataJob: the state of a watched data job
     data_from: float | None = None  # monotonic start of the request that brought ``job``
     last_success: float | None = None  # wall clock, for the exported timestamp
     error: str | None = None

@@ -138,8 +138,8 @@ def build_job_families(snapshots: Iterable[JobSnapshot], now: float, settings: M
             jobs.error.add_metric([snap.job_id, snap.error], 1.0)
         if snap.last_success is not None:
             jobs.last_success.add_metric([snap.job_id], snap.last_success)
-        if snap.job is None:
-            continue
+        if not isinstance(snap.job, IngestionJob):
+            continue  # no data (or not an ingestion job)
         _add_job(jobs, snap.job_id, snap.job, now, settings)
         if files is not None:
             _add_files(files, snap.job_id, snap.job.records, now, settings)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # a data job's snapshot holds a DataJob; datajob.py imports this module
+    from .datajob import DataJob
 
 JOB_STATUSES = ("queued", "running", "completed", "failed")
 RECORD_STATUSES = ("queued", "processing", "completed", "failed")
@@ -190,7 +193,7 @@ def parse_nested_job(payload: Any, where: str,
     return IngestionJob(
         id=_text(payload, "id", f"{where}.id"),
         status=_status(payload, "status", where),
-        created_at=_time(payload, "created_at", f"{where}.created_at", required=True),
+        created_at=_required_time(payload, "created_at", f"{where}.created_at"),
         output_files=sum(1 for r in records if not r.deleted and (r.status == "completed" or r.completed_at is not None)),
         records=records,
         records_known=raw_records is not None,
@@ -282,7 +285,7 @@ class JobSnapshot:
     """
 
     job_id: str
-    job: IngestionJob | None  # a DataJob in a data job's snapshot
+    job: IngestionJob | DataJob | None  # a DataJob in a data job's snapshot
     fresh: bool
     error: str | None = None
     last_success: float | None = None

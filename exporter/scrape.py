@@ -32,7 +32,7 @@ from .datajob import DataJob
 from .datajobwatch import DataJobWatch, KnownDataJobs
 from .joblist import JobList, KnownList
 from .jobstate import JobState, KnownJob
-from .model import JobSnapshot
+from .model import IngestionJob, JobSnapshot
 from .pool import FetchPool
 from .results import FetchResult, ListResult, ScrapeResult
 
@@ -287,7 +287,7 @@ class JobPoller:
         """Take the list's answer; the IDs of the watched jobs that need their own fetch now."""
         assert self._job_list is not None
         self._job_list.answered()
-        held = {job_id: state.job for job_id, state in self._states.items() if state.job is not None}
+        held = {job_id: state.job for job_id, state in self._states.items() if isinstance(state.job, IngestionJob)}
         watch = self._job_list.accept(listed, self._monotonic(), self._wall_clock(), held)
         if watch is None:
             return []

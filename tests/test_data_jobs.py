@@ -250,7 +250,8 @@ def test_an_unknown_data_job_status_gets_its_own_series_and_long_names_are_cut()
     ({"ingestion_jobs": {"id": "ij-1"}}, "ingestion_jobs: expected a list"),
     ({"ingestion_jobs": [{"id": "ij-1", "status": "running"}]}, "ingestion_jobs[0].created_at: expected an RFC 3339"),
     ({"ingestion_jobs": [{"id": "ij-1", "status": "running", "created_at": "2026-01-15T14:30:00Z",
-                          "records": [{"record_id": 1, "status": "queued"}]}]}, "ingestion_jobs[0].records[0].record_id: expected a string"),
+                          "records": [{"record_id": 1, "status": "queued"}]}]},
+     "ingestion_jobs[0].records[0].record_id: expected a string"),
     ({"files": [{"file_id": "f", "status": 3}]}, "files[0].status: expected a string"),
     ({"updated_at": None}, "updated_at: expected an RFC 3339"),
 ])
