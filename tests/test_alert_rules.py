@@ -59,7 +59,7 @@ def test_rule_files_are_found():
         "seekrflow-recording.rules.yml",
     ]
     assert [path.name for path in RULE_TEST_FILES] == [
-        "clusters.test.yml", "exporter-and-api.test.yml", "files.test.yml", "jobs.test.yml",
+        "clusters.test.yml", "datajobs.test.yml", "exporter-and-api.test.yml", "files.test.yml", "jobs.test.yml",
         "recording.test.yml",
     ]
 
@@ -198,6 +198,7 @@ def test_every_alert_has_severity_annotations_and_a_runbook_section():
         "SeekrFlowFileProcessingTooLong",
         "SeekrFlowJobQueuedTooLong",
         "SeekrFlowJobRunningTooLong",
+        "SeekrFlowDataJobNeedsReview",
     ]
 
 
