@@ -4,13 +4,13 @@
 # @grafana/schema ships (it ships no JSON Schema of its own).
 # tests/test_dashboards.py validates every dashboard against it.
 #
-# Needs node and npm. Installs into .ci/node_modules (gitignored); safe to rerun.
+# Needs node and npm. Installs into .ci/node_modules (gitignored, .ci/npm-install.sh); safe to rerun.
 set -euo pipefail
 
-GRAFANA_SCHEMA_VERSION=11.6.0
-TS_JSON_SCHEMA_GENERATOR_VERSION=2.4.0
-
 ci_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# The versions are those of .ci/npm-packages.txt, the one list of the npm packages the tests use.
+GRAFANA_SCHEMA_VERSION="$(sed -n 's|^@grafana/schema@||p' "$ci_dir/npm-packages.txt")"
+TS_JSON_SCHEMA_GENERATOR_VERSION="$(sed -n 's|^ts-json-schema-generator@||p' "$ci_dir/npm-packages.txt")"
 cache_dir="$ci_dir/cache"
 schema="$cache_dir/dashboard.schema.json"
 stamp="$cache_dir/dashboard.schema.version"
@@ -22,10 +22,7 @@ if [[ -s "$schema" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 fi
 
 mkdir -p "$cache_dir"
-# --prefix keeps everything inside .ci/; no package.json is written to the repo.
-npm install --prefix "$ci_dir" --no-save --no-audit --no-fund --loglevel=error \
-    "@grafana/schema@$GRAFANA_SCHEMA_VERSION" \
-    "ts-json-schema-generator@$TS_JSON_SCHEMA_GENERATOR_VERSION"
+bash "$ci_dir/npm-install.sh"
 
 # The generated types moved between releases: 11.x ships them under dist/esm,
 # later releases under dist/types.
