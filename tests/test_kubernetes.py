@@ -161,12 +161,13 @@ def test_the_crd_schema_check_catches_a_mistake(base, tmp_path):
 def test_prometheus_rule_rules_pass_promtool(rendered, tmp_path):
     _, documents = rendered
     path = tmp_path / "rules.yml"
-    path.write_text(yaml.safe_dump({"groups": one(documents, "PrometheusRule")["spec"]["groups"]}))
+    groups = one(documents, "PrometheusRule")["spec"]["groups"]
+    path.write_text(yaml.safe_dump({"groups": groups}))
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not installed (Debian prometheus)"
     result = run([promtool, "check", "rules", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 31 rules found" in result.stdout
+    assert f"SUCCESS: {sum(len(group['rules']) for group in groups)} rules found" in result.stdout
 
 
 # --- the rules follow the ServiceMonitor ----------------------------------------------------------
