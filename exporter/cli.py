@@ -129,7 +129,8 @@ def _run(config: Config, load, listen: str, address: tuple[str, int], demo: bool
         runtime.close()
         return 1
 
-    # Signal handlers only note what was asked; the work happens in this thread, outside them.
+    reloader = _Reloader(runtime, demo)
+    # Signal handlers only note what was asked; the work happens outside them.
     wake, stop, reload = threading.Event(), threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, _setting(stop, wake))
     signal.signal(signal.SIGINT, _setting(stop, wake))
@@ -151,14 +152,44 @@ def _run(config: Config, load, listen: str, address: tuple[str, int], demo: bool
         wake.clear()
         if reload.is_set() and not stop.is_set():
             reload.clear()
-            refused = runtime.reload()
-            if refused and demo:
-                log.info("SIGHUP ignored", extra={"fields": {"reason": refused}})
+            reloader.request()
     log.info("shutting down")
     server.shutdown()
     server.server_close()
     runtime.close()
     return 0
+
+
+class _Reloader:
+    """SIGHUP reloads in a thread of their own, one at a time: a configuration file that blocks
+    (a hung network mount) never keeps the main thread from SIGTERM. Signals that come during a
+    reload are folded into one more reload after it."""
+
+    def __init__(self, runtime: Runtime, demo: bool):
+        self._runtime = runtime
+        self._demo = demo
+        self._lock = threading.Lock()
+        self._running = False
+        self._pending = False
+
+    def request(self) -> None:
+        with self._lock:
+            if self._running:
+                self._pending = True
+                return
+            self._running = True
+        threading.Thread(target=self._run, name="reload", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            refused = self._runtime.reload()
+            if refused and self._demo:
+                log.info("SIGHUP ignored", extra={"fields": {"reason": refused}})
+            with self._lock:
+                if not self._pending:
+                    self._running = False
+                    return
+                self._pending = False
 
 
 def _shown_url(url: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from .config import DiscoveryConfig
@@ -26,12 +26,13 @@ LIST_RETRY_FIRST = 10.0
 
 @dataclass(frozen=True)
 class KnownList:
-    """What the job list carries over a reload; its request in flight belongs to the old poller."""
+    """What the job list carries over a reload, its request in flight too (not sent twice)."""
 
     job_ids: tuple[str, ...]
     ok: bool | None
     next_read: float | None
     failures: int
+    in_flight: Future | None = field(default=None, compare=False)
 
 
 class JobList:
@@ -47,17 +48,17 @@ class JobList:
         self._ok: bool | None = None
         self._next_read: float | None = None  # monotonic; None: read at the next round
         self._failures = 0
-        if known is not None:
-            self.job_ids, self._ok, self._next_read, self._failures = (
-                known.job_ids, known.ok, known.next_read, known.failures)
         self._in_flight: Future | None = None
+        if known is not None:
+            self.job_ids, self._ok, self._next_read, self._failures, self._in_flight = (
+                known.job_ids, known.ok, known.next_read, known.failures, known.in_flight)
 
     @property
     def status(self) -> DiscoveryStatus:
         return DiscoveryStatus(self._ok, len(self.job_ids))
 
     def known(self) -> KnownList:
-        return KnownList(self.job_ids, self._ok, self._next_read, self._failures)
+        return KnownList(self.job_ids, self._ok, self._next_read, self._failures, self._in_flight)
 
     def request(self, now: float, submit: Callable[[], Future]) -> Future | None:
         """This round's list request: the one still on its way, a new one when due, else None."""

@@ -23,7 +23,8 @@ MAX_RETRY_AFTER = 600.0
 
 @dataclass(frozen=True)
 class KnownJob:
-    """What a job's state carries over a reload; its request in flight belongs to the old poller."""
+    """What a job's state carries over a reload, its request in flight too: the new poller waits
+    for that answer rather than ask again, so a job never has two requests on their way."""
 
     job: IngestionJob | DataJob | None
     data_from: float | None
@@ -31,6 +32,7 @@ class KnownJob:
     error: str | None
     error_from: float | None
     retry_at: float | None
+    in_flight: Future | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -47,10 +49,11 @@ class JobState:
     @classmethod
     def carried_over(cls, job_id: str, known: KnownJob) -> JobState:
         return cls(job_id, known.job, known.data_from, known.last_success, known.error, known.error_from,
-                   known.retry_at)
+                   known.retry_at, known.in_flight)
 
     def known(self) -> KnownJob:
-        return KnownJob(self.job, self.data_from, self.last_success, self.error, self.error_from, self.retry_at)
+        return KnownJob(self.job, self.data_from, self.last_success, self.error, self.error_from, self.retry_at,
+                        self.in_flight)
 
     def is_due(self, now: float, finished_job_refresh: float) -> bool:
         """Whether this round should ask the API for the job (``now`` monotonic)."""

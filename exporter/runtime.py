@@ -18,6 +18,7 @@ from typing import Callable
 from .client import SeekrFlowClient
 from .collector import ScrapeCollector
 from .config import Config, ConfigError
+from .pool import FetchPool
 from .scrape import JobPoller
 from .selfmetrics import SelfMetrics
 
@@ -37,6 +38,8 @@ class Runtime:
         self._self_metrics = self_metrics
         self._load = load
         self._lock = threading.Lock()
+        # One set of workers for every poller, so a reload never adds requests in flight.
+        self._pool = FetchPool(config.api.max_concurrency)
         self._current = self._build(config)
         self._self_metrics.config_loaded(time.time())
 
@@ -56,21 +59,29 @@ class Runtime:
                 self._self_metrics.config_refused()
                 log.error("reload failed, keeping the running configuration", extra={"fields": {"err": reason}})
                 return reason
+            retired_pool = None
+            if config.api.max_concurrency != self._current.config.api.max_concurrency:
+                # New size, new workers; the old ones finish what they hold, then end.
+                retired_pool, self._pool = self._pool, FetchPool(config.api.max_concurrency)
             new = self._build(config)
             if _same_workspace(self._current.config, config):
                 new.poller.take_over(self._current.poller)
             old, self._current = self._current, new
             self._self_metrics.config_loaded(time.time())
         old.poller.close()
+        if retired_pool is not None:
+            retired_pool.shutdown()
         log.info("configuration reloaded", extra={"fields": {"jobs": len(config.jobs)}})
         return None
 
     def close(self) -> None:
         self._current.poller.close()
+        self._pool.shutdown()
 
     def _build(self, config: Config) -> _Built:
         client = SeekrFlowClient(config.api, self._self_metrics.api_requests)
-        poller = JobPoller(config.jobs, client, config.scrape, config.api, config.discovery, data_jobs=config.data_jobs)
+        poller = JobPoller(config.jobs, client, config.scrape, config.api, config.discovery, data_jobs=config.data_jobs,
+                           pool=self._pool)
         collector = ScrapeCollector(poller, config.metrics, config.scrape.timeout, self._self_metrics)
         return _Built(config, poller, collector)
 

@@ -58,9 +58,13 @@ class JobPoller:
                  wall_clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
                  wait_until: WaitUntil | None = None,
-                 data_jobs: DataJobsConfig | None = None):
+                 data_jobs: DataJobsConfig | None = None, pool: FetchPool | None = None):
         """``wait_until`` goes with ``monotonic``: a clock that is not real time brings one that lets
-        a round's deadline come when that clock says (by default, real time on ``monotonic``)."""
+        a round's deadline come when that clock says (by default, real time on ``monotonic``).
+
+        ``pool``: the workers, shared with the pollers before and after a reload so that requests
+        in flight never exceed ``api.max_concurrency`` whatever the reloads; by default the poller
+        has workers of its own, shut down with it."""
         self._configured = tuple(job_ids)
         self._client = client
         self._settings = settings
@@ -69,7 +73,8 @@ class JobPoller:
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._wait_until = wait_until or self._wait_in_real_time
-        self._pool: FetchPool | None = FetchPool(api.max_concurrency, monotonic)
+        self._owns_pool = pool is None
+        self._pool: FetchPool | None = pool if pool is not None else FetchPool(api.max_concurrency, monotonic)
         self._states = {job_id: JobState(job_id) for job_id in self._configured}
         self._job_list = JobList(self._discovery) if self._discovery is not None else None
         # The data-job list uses discovery's interval and max_age, whether or not discovery is on.
@@ -105,10 +110,15 @@ class JobPoller:
         self._previous = previous
 
     def handover(self, deadline: float) -> Handover | None:
-        """What this poller knows, once no scrape of it is running; None if one still is at ``deadline``."""
+        """What this poller knows, once no scrape of it is running; None if one still is at ``deadline``.
+
+        A poller replaced before its first scrape has not taken over from its own predecessor yet:
+        it does so now, so what was known survives any number of reloads between two scrapes.
+        """
         if not self._refresh_lock.acquire(timeout=max(deadline - self._monotonic(), 0.0)):
             return None
         try:
+            self._take_over_previous(deadline)
             return Handover(self._api_up,
                             MappingProxyType({job_id: state.known() for job_id, state in self._states.items()}),
                             None if self._job_list is None else self._job_list.known(),
@@ -123,12 +133,7 @@ class JobPoller:
         try:
             if self._closed:
                 return self._result  # replaced by a reload while this scrape waited
-            if self._previous is not None:
-                previous, self._previous = self._previous, None
-                # Still busy at our deadline: start cold rather than miss it.
-                carried = previous.handover(deadline)
-                if carried is not None:
-                    self._carry_over(carried)
+            self._take_over_previous(deadline)
             now = self._monotonic()
             if self._refreshed_at is None or now - self._refreshed_at >= self._settings.cache_ttl:
                 self._refresh(deadline)
@@ -153,21 +158,36 @@ class JobPoller:
             finally:
                 self._refresh_lock.release()
 
+    def _take_over_previous(self, deadline: float) -> None:
+        """Called with the refresh lock held."""
+        if self._previous is not None:
+            previous, self._previous = self._previous, None
+            # Still busy at our deadline: start cold rather than miss it.
+            carried = previous.handover(deadline)
+            if carried is not None:
+                self._carry_over(carried)
+
     def _carry_over(self, carried: Handover) -> None:
         if self._discovery is not None and carried.job_list is not None:
             self._job_list = JobList(self._discovery, carried.job_list)
+        elif carried.job_list is not None and carried.job_list.in_flight is not None:
+            carried.job_list.in_flight.cancel()  # discovery is off now: a list read still queued is dropped
         self._api_up = carried.api_up
         if self._data is not None and carried.data_jobs is not None:
             self._data.carry_over(carried.data_jobs)
-        for job_id in self.job_ids:
-            known = carried.jobs.get(job_id)
-            if known is not None:
-                # Its request belonged to the old pool; the next round asks again if due.
+        watched = set(self.job_ids)
+        for job_id, known in carried.jobs.items():
+            if job_id in watched:
+                # Its request in flight, if any, is waited for rather than sent again.
                 self._states[job_id] = JobState.carried_over(job_id, known)
+            elif known.in_flight is not None:
+                known.in_flight.cancel()  # no longer watched: if it has not started, it never will
 
     def _shut_down(self) -> None:
         if self._pool is not None:  # only once
-            self._pool.shutdown()
+            if self._owns_pool:
+                self._pool.shutdown()
+            # Requests still on their way finish on their connections, which then close.
             self._client.close()
             self._pool = None
 
