@@ -17,6 +17,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 # The classic text format, uncompressed: the format the exposition floor encodes.
 TEXT_FORMAT = {"Accept": "text/plain; version=0.0.4", "Accept-Encoding": "identity"}
+# What Prometheus 2.42 sends: OpenMetrics preferred, gzip accepted.
+PROMETHEUS_FORMAT = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+              "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+}
 # Proxy settings must not divert loopback traffic, in the exporter or in the bench.
 _PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
@@ -38,6 +44,23 @@ def child_environment(api_key: str) -> dict[str, str]:
            if not k.startswith("SEEKR_") and k.lower() not in _PROXY_VARIABLES}
     env["SEEKR_API_KEY"] = api_key
     return env
+
+
+def resident_memory(pid: int) -> tuple[int, int]:
+    """(current, peak) resident set size of a process in bytes, from /proc (Linux)."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
+    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+
+
+def get_raw(session: requests.Session, url: str, headers: dict, timeout: float) -> bytes:
+    """The body as sent, still compressed if it was: decoding is the reader's work, not the server's."""
+    with session.get(url, headers=headers, timeout=timeout, stream=True) as response:
+        response.raise_for_status()
+        return response.raw.read(decode_content=False)
 
 
 class ExporterProcess:
@@ -80,11 +103,14 @@ class ExporterProcess:
             time.sleep(0.05)
         raise RuntimeError(f"exporter not healthy within {self._start_timeout:.0f}s")
 
-    def scrape(self, session: requests.Session | None = None, timeout: float = 60.0) -> bytes:
-        """The exposition as bytes: decoding is left to whoever reads it, outside the timing."""
-        response = (session or self._session).get(self.url + "/metrics", headers=TEXT_FORMAT, timeout=timeout)
-        response.raise_for_status()
-        return response.content
+    def scrape(self, session: requests.Session | None = None, timeout: float = 120.0,
+               headers: dict | None = None) -> bytes:
+        """The exposition as sent (gzipped if asked): decoding is left to the reader, outside the timing."""
+        return get_raw(session or self._session, self.url + "/metrics", headers or TEXT_FORMAT, timeout)
+
+    def memory(self) -> tuple[int, int]:
+        """(current, peak) resident set size in bytes."""
+        return resident_memory(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -2,8 +2,9 @@
 
 A moving world would make every repetition measure a slightly different exposition. So each job of
 a ``SimulatedWorld`` is rendered once, at a moment chosen for it, and the simulator serves those
-bodies verbatim (as fixtures): most jobs just after their last record ended (settled, so the
-exporter caches them), the rest halfway through their run (unfinished, fetched on every scrape).
+bodies verbatim (as encoded fixtures): four jobs in five just after their last record ended
+(settled, so the exporter caches them), the rest halfway through their run (unfinished, fetched on
+every scrape). Bodies are kept encoded only: a million records as dicts would take gigabytes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ UNFINISHED_EVERY = 5
 SEED = 11
 # Two files in three are picked by a worker before the halfway mark of a job's run.
 _HALFWAY = 0.5
+# Jobs are planned this many at a time, so planning a million records never holds them all.
+_PLAN_CHUNK_RECORDS = 50_000
 
 
 @dataclass(frozen=True)
@@ -31,11 +34,15 @@ class Size:
     def label(self) -> str:
         return f"{self.jobs} x {self.files_per_job}"
 
+    @property
+    def records(self) -> int:
+        return self.jobs * self.files_per_job
+
 
 @dataclass(frozen=True)
 class Workload:
     size: Size
-    bodies: dict[str, dict]
+    bodies: dict[str, bytes]  # job ID -> the encoded IngestionResponse
     unfinished: tuple[str, ...]
 
     @property
@@ -43,39 +50,35 @@ class Workload:
         return list(self.bodies)
 
     @property
-    def records(self) -> int:
-        return sum(len(body["file_records"]) for body in self.bodies.values())
+    def body_bytes(self) -> int:
+        return sum(len(body) for body in self.bodies.values())
 
 
 def build_workload(size: Size, started_at: float | None = None) -> Workload:
     started_at = time.time() if started_at is None else started_at
-    world = SimulatedWorld(jobs=size.jobs, files_per_job=size.files_per_job, seed=SEED,
-                           started_at=started_at, staggered=False)
     bodies, unfinished = {}, []
-    for index, job_id in enumerate(world.job_ids()):
-        created = world.job_created_at(job_id)
-        finished = world.job_finished_at(job_id)
-        if index % UNFINISHED_EVERY == 0:
-            body = world.job_response(job_id, created + _HALFWAY * (finished - created))
-            unfinished.append(job_id)
-        else:
-            body = world.job_response(job_id, finished + 1.0)
-        bodies[job_id] = body
-    _check_mix(bodies, set(unfinished))
+    per_chunk = max(1, _PLAN_CHUNK_RECORDS // max(size.files_per_job, 1))
+    index = 0
+    for chunk, first in enumerate(range(0, size.jobs, per_chunk)):
+        world = SimulatedWorld(jobs=min(per_chunk, size.jobs - first), files_per_job=size.files_per_job,
+                               seed=SEED + chunk, started_at=started_at, staggered=False)
+        for job_id in world.job_ids():
+            created, finished = world.job_created_at(job_id), world.job_finished_at(job_id)
+            stays_unfinished = index % UNFINISHED_EVERY == 0
+            moment = created + _HALFWAY * (finished - created) if stays_unfinished else finished + 1.0
+            body = json.dumps(world.job_response(job_id, moment), separators=(",", ":")).encode()
+            # The steady-state request count is only meaningful if the exporter sees the same mix.
+            if parse_job(json.loads(body)).is_settled == stays_unfinished:
+                raise RuntimeError(f"workload job {job_id}: expected settled={not stays_unfinished}")
+            bodies[job_id] = body
+            if stays_unfinished:
+                unfinished.append(job_id)
+            index += 1
     return Workload(size, bodies, tuple(unfinished))
 
 
-def _check_mix(bodies: dict[str, dict], unfinished: set[str]) -> None:
-    # The steady-state request count is only meaningful if the exporter sees the same mix.
-    for job_id, body in bodies.items():
-        settled = parse_job(json.loads(json.dumps(body))).is_settled
-        if settled == (job_id in unfinished):
-            raise RuntimeError(f"workload job {job_id}: expected settled={job_id not in unfinished}")
-
-
-def start_simulator(workload: Workload, api_key: str) -> SimulatorServer:
+def start_simulator(workload: Workload, api_key: str, latency: float = 0.0) -> SimulatorServer:
     """The simulator on a free loopback port, serving the workload's frozen bodies."""
-    world = SimulatedWorld(jobs=0)
-    server = SimulatorServer(world, api_key, fixtures=workload.bodies)
+    server = SimulatorServer(SimulatedWorld(jobs=0), api_key, fixtures=workload.bodies, latency=latency)
     server.start("127.0.0.1", 0)
     return server

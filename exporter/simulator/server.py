@@ -85,7 +85,7 @@ class SimulatorServer:
         *,
         latency: float = 0.0,
         faults: Mapping[str, str] | None = None,
-        fixtures: Mapping[str, dict] | None = None,
+        fixtures: Mapping[str, dict | bytes] | None = None,
         data_jobs: SimulatedDataJobs | None = None,
         data_job_fixtures: Mapping[str, dict] | None = None,
         list_file_records: str = "full",
@@ -205,6 +205,8 @@ class SimulatorServer:
         if fault == "slow":
             self._pause(seconds)
             now = self.clock()
+        if fault is None and kind == "Ingestion job" and isinstance(self._fixtures.get(job_id), bytes):
+            return 200, self._fixtures[job_id]  # a frozen body, already encoded: served verbatim
         body = body_of(job_id, now)
         if body is None and fault in BODY_FAULTS:
             body = {"id": job_id, "created_at": format_timestamp(round(now * 1e6)),
@@ -223,7 +225,8 @@ class SimulatorServer:
 
     def _job_body(self, job_id: str, now: float) -> dict | None:
         if job_id in self._fixtures:
-            return self._fixtures[job_id]
+            fixture = self._fixtures[job_id]
+            return json.loads(fixture) if isinstance(fixture, bytes) else fixture
         return self.world.job_response(job_id, now)
 
     def _all_jobs(self, now: float) -> list[dict]:
