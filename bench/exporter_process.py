@@ -103,7 +103,7 @@ class ExporterProcess:
             time.sleep(0.05)
         raise RuntimeError(f"exporter not healthy within {self._start_timeout:.0f}s")
 
-    def scrape(self, session: requests.Session | None = None, timeout: float = 120.0,
+    def scrape(self, session: requests.Session | None = None, timeout: float = 600.0,
                headers: dict | None = None) -> bytes:
         """The exposition as sent (gzipped if asked): decoding is left to the reader, outside the timing."""
         return get_raw(session or self._session, self.url + "/metrics", headers or TEXT_FORMAT, timeout)

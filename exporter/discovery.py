@@ -17,11 +17,12 @@ from dataclasses import replace
 from typing import Mapping
 
 from .config import JOB_ID_PATTERN
-from .model import IngestionJob
+from .model import IngestionJob, RenderedJob
 from .results import ListResult
 
 
-def watched_jobs(listed: ListResult, now: float, max_age: float, held: Mapping[str, IngestionJob] | None = None,
+def watched_jobs(listed: ListResult, now: float, max_age: float,
+                 held: Mapping[str, IngestionJob | RenderedJob] | None = None,
                  ) -> tuple[list[IngestionJob], dict[str, str]]:
     """(jobs to watch, {job id: why its listed body is unusable}) from one read of the list.
 
@@ -35,13 +36,20 @@ def watched_jobs(listed: ListResult, now: float, max_age: float, held: Mapping[s
     return jobs, invalid
 
 
-def _with_held_records(job: IngestionJob, held: IngestionJob | None) -> IngestionJob:
-    if job.records_known or held is None or not held.records_known:
+def _with_held_records(job: IngestionJob, held: IngestionJob | RenderedJob | None) -> IngestionJob | RenderedJob:
+    if job.records_known or held is None:
+        return job
+    if isinstance(held, RenderedJob):
+        # Settled when it was fetched, kept without its records: it ended when it said.
+        return held if job.is_finished else job
+    if not held.records_known:
         return job
     return replace(job, records=held.records, records_known=True)
 
 
-def _recent(job: IngestionJob, now: float, max_age: float) -> bool:
+def _recent(job: IngestionJob | RenderedJob, now: float, max_age: float) -> bool:
+    if isinstance(job, RenderedJob):
+        return now - job.ended_at <= max_age
     if not job.records_known:
         return True  # when it ended is unknown until its own fetch brings the records
     return not job.is_settled or now - _ended_at(job) <= max_age

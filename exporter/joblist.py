@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 from .config import DiscoveryConfig
 from .discovery import watched_jobs
 from .jobstate import MAX_RETRY_AFTER
-from .model import IngestionJob
+from .model import IngestionJob, RenderedJob
 from .results import DiscoveryStatus, ListResult
 
 log = logging.getLogger("seekrflow_exporter.scrape")
@@ -72,7 +72,7 @@ class JobList:
         """The request returned by ``request`` has been taken; the next read needs a new one."""
         self._in_flight = None
 
-    def accept(self, listed: ListResult, now: float, wall_now: float, held: Mapping[str, IngestionJob],
+    def accept(self, listed: ListResult, now: float, wall_now: float, held: Mapping[str, IngestionJob | RenderedJob],
                ) -> tuple[list[IngestionJob], dict[str, str]] | None:
         """Take one read of the list (at monotonic ``now``); what to watch from it, or None if it failed.
 

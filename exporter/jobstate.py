@@ -12,7 +12,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from .datajob import DataJob
-from .model import IngestionJob, JobSnapshot
+from .model import IngestionJob, JobSnapshot, RenderedJob
 from .results import FetchResult
 
 log = logging.getLogger("seekrflow_exporter.scrape")
@@ -26,7 +26,7 @@ class KnownJob:
     """What a job's state carries over a reload, its request in flight too: the new poller waits
     for that answer rather than ask again, so a job never has two requests on their way."""
 
-    job: IngestionJob | DataJob | None
+    job: IngestionJob | RenderedJob | DataJob | None
     data_from: float | None
     last_success: float | None
     error: str | None
@@ -38,7 +38,7 @@ class KnownJob:
 @dataclass
 class JobState:
     job_id: str
-    job: IngestionJob | DataJob | None = None  # DataJob: the state of a watched data job
+    job: IngestionJob | RenderedJob | DataJob | None = None  # DataJob: the state of a watched data job
     data_from: float | None = None  # monotonic start of the request that brought ``job``
     last_success: float | None = None  # wall clock, for the exported timestamp
     error: str | None = None

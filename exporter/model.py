@@ -276,6 +276,24 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class RenderedJob:
+    """A settled job as the exporter keeps it: its series rendered once when its answer arrived
+    (``pieces``, for the ``settings`` they were rendered with; see exposition.py), the few facts
+    the poller and discovery still ask about, and none of its records."""
+
+    id: str
+    status: str
+    created_at: float
+    ended_at: float  # its last record's end, or its creation if none ended
+    pieces: object
+    settings: object
+
+    @property
+    def is_settled(self) -> bool:
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class JobSnapshot:
     """What the exporter knows about one configured job at the moment of a scrape.
@@ -285,7 +303,7 @@ class JobSnapshot:
     """
 
     job_id: str
-    job: IngestionJob | DataJob | None  # a DataJob in a data job's snapshot
+    job: IngestionJob | RenderedJob | DataJob | None  # a DataJob in a data job's snapshot
     fresh: bool
     error: str | None = None
     last_success: float | None = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .datajob import DataJob
-from .model import IngestionJob, JobSnapshot
+from .model import IngestionJob, JobSnapshot, RenderedJob
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class FetchResult:
     """
 
     job_id: str
-    job: IngestionJob | DataJob | None
+    job: IngestionJob | RenderedJob | DataJob | None
     reason: str | None = None
     detail: str | None = None
     # The HTTP status if the API answered at all; None for timeouts and connection errors.

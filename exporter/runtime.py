@@ -18,6 +18,7 @@ from typing import Callable
 from .client import SeekrFlowClient
 from .collector import ScrapeCollector
 from .config import Config, ConfigError
+from .exposition import Renderer
 from .pool import FetchPool
 from .scrape import JobPoller
 from .selfmetrics import SelfMetrics
@@ -80,9 +81,10 @@ class Runtime:
 
     def _build(self, config: Config) -> _Built:
         client = SeekrFlowClient(config.api, self._self_metrics.api_requests)
+        renderer = Renderer(config.metrics)
         poller = JobPoller(config.jobs, client, config.scrape, config.api, config.discovery, data_jobs=config.data_jobs,
-                           pool=self._pool)
-        collector = ScrapeCollector(poller, config.metrics, config.scrape.timeout, self._self_metrics)
+                           pool=self._pool, keeper=renderer)
+        collector = ScrapeCollector(poller, renderer, config.scrape.timeout, self._self_metrics)
         return _Built(config, poller, collector)
 
 

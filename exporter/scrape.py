@@ -22,9 +22,9 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import AbstractSet, Callable, Collection, Mapping, Sequence
+from typing import AbstractSet, Callable, Collection, Mapping, Protocol, Sequence
 
 from .client import SeekrFlowClient
 from .config import ApiConfig, DataJobsConfig, DiscoveryConfig, ScrapeConfig
@@ -32,7 +32,7 @@ from .datajob import DataJob
 from .datajobwatch import DataJobWatch, KnownDataJobs
 from .joblist import JobList, KnownList
 from .jobstate import JobState, KnownJob
-from .model import IngestionJob, JobSnapshot
+from .model import IngestionJob, JobSnapshot, RenderedJob
 from .pool import FetchPool
 from .results import FetchResult, ListResult, ScrapeResult
 
@@ -52,13 +52,24 @@ class Handover:
 WaitUntil = Callable[[Collection[Future], float], AbstractSet[Future]]
 
 
+class Keeper(Protocol):
+    """Turns a settled job into what is kept of it (exposition.Renderer): rendered, without records."""
+
+    def render_settled(self, job_id: str, job: IngestionJob) -> RenderedJob: ...
+
+    def serves(self, job: RenderedJob) -> bool:
+        """Whether ``job`` was rendered the way this keeper renders (same metrics settings)."""
+        ...
+
+
 class JobPoller:
     def __init__(self, job_ids: Sequence[str], client: SeekrFlowClient, settings: ScrapeConfig, api: ApiConfig,
                  discovery: DiscoveryConfig | None = None,
                  wall_clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic,
                  wait_until: WaitUntil | None = None,
-                 data_jobs: DataJobsConfig | None = None, pool: FetchPool | None = None):
+                 data_jobs: DataJobsConfig | None = None, pool: FetchPool | None = None,
+                 keeper: Keeper | None = None):
         """``wait_until`` goes with ``monotonic``: a clock that is not real time brings one that lets
         a round's deadline come when that clock says (by default, real time on ``monotonic``).
 
@@ -73,6 +84,8 @@ class JobPoller:
         self._wall_clock = wall_clock
         self._monotonic = monotonic
         self._wait_until = wait_until or self._wait_in_real_time
+        # What to keep of a settled job, made in the fetch worker as its answer arrives.
+        self._keeper = keeper
         self._owns_pool = pool is None
         self._pool: FetchPool | None = pool if pool is not None else FetchPool(api.max_concurrency, monotonic)
         self._states = {job_id: JobState(job_id) for job_id in self._configured}
@@ -177,6 +190,8 @@ class JobPoller:
             self._data.carry_over(carried.data_jobs)
         watched = set(self.job_ids)
         for job_id, known in carried.jobs.items():
+            if job_id in watched and isinstance(known.job, RenderedJob) and not self._serves(known.job):
+                continue  # rendered for other metrics settings: fetched again, as if new
             if job_id in watched:
                 # Its request in flight, if any, is waited for rather than sent again.
                 self._states[job_id] = JobState.carried_over(job_id, known)
@@ -238,13 +253,15 @@ class JobPoller:
             for job_id in self._data.accept_list(started, listed, self._monotonic(), self._wall_clock(),
                                                  self._settings.finished_job_refresh):
                 self._submit(pool, self._data.states[job_id], data_submitted, self._client.fetch_data_job)
-        done = self._wait_until(list(submitted) + list(data_submitted), deadline)
+        # Ready means parsed (and rendered) by the deadline: a later one waits for the next round.
+        done = {future for future in self._wait_until(list(submitted) + list(data_submitted), deadline)
+                if future.result()[1][1] <= deadline}
         # Data jobs first: their answers feed their ingestion jobs, which the jobs' own answers
         # (ordered by when each request started) may then replace.
         for future, state in [*data_submitted.items(), *submitted.items()]:
             if future in done:
                 state.in_flight = None
-                started, result = future.result()
+                started, (result, _) = future.result()
                 answered += 1
                 key_accepted = key_accepted or result.key_accepted
                 self._take(state, started, result)
@@ -278,17 +295,32 @@ class JobPoller:
     def _submit(self, pool: FetchPool, state: JobState, submitted: dict[Future, JobState],
                 fetch: Callable[[str, float], FetchResult] | None = None) -> None:
         if state.in_flight is None:
-            state.in_flight = pool.submit(fetch or self._client.fetch_job, state.job_id, self._request_timeout)
+            state.in_flight = pool.submit(self._ready, fetch or self._client.fetch_job, state.job_id)
         submitted[state.in_flight] = state
+
+    def _ready(self, fetch: Callable[[str, float], FetchResult], job_id: str) -> tuple[FetchResult, float]:
+        """In a worker: fetch, parse and, for a settled job, render it; (result, when it was ready)."""
+        return self._kept(fetch(job_id, self._request_timeout)), self._monotonic()
+
+    def _kept(self, result: FetchResult) -> FetchResult:
+        job = result.job
+        if self._keeper is None or not isinstance(job, IngestionJob) or not job.is_settled:
+            return result
+        return replace(result, job=self._keeper.render_settled(result.job_id, job))
+
+    def _serves(self, job: RenderedJob) -> bool:
+        return self._keeper is not None and self._keeper.serves(job)
 
     def _take(self, state: JobState, started: float, result: FetchResult) -> None:
         """Apply an answer; a data job's also brings the data of its ingestion jobs."""
+        if isinstance(result.job, RenderedJob) and not self._serves(result.job):
+            return  # rendered before a reload that changed the metrics settings: asked again next round
         wall_now, now = self._wall_clock(), self._monotonic()
         state.apply(started, result, wall_now, now)
         if isinstance(result.job, DataJob) and state.job is result.job:
             for nested in result.job.ingestion_jobs:
                 self._states.setdefault(nested.id, JobState(nested.id)).apply(
-                    started, FetchResult(nested.id, nested, http_status=200), wall_now, now, from_list=True)
+                    started, self._kept(FetchResult(nested.id, nested, http_status=200)), wall_now, now, from_list=True)
 
     def _collect_late_answers(self) -> tuple[int, bool]:
         """Apply answers that arrived after their scrape's deadline: they may be the newest data."""
@@ -296,7 +328,7 @@ class JobPoller:
         data_states = list(self._data.states.values()) if self._data is not None else []
         for state in [*data_states, *self._states.values()]:
             if state.in_flight is not None and state.in_flight.done():
-                started, result = state.in_flight.result()
+                started, (result, _) = state.in_flight.result()
                 state.in_flight = None
                 count += 1
                 key_accepted = key_accepted or result.key_accepted
@@ -307,7 +339,8 @@ class JobPoller:
         """Take the list's answer; the IDs of the watched jobs that need their own fetch now."""
         assert self._job_list is not None
         self._job_list.answered()
-        held = {job_id: state.job for job_id, state in self._states.items() if isinstance(state.job, IngestionJob)}
+        held = {job_id: state.job for job_id, state in self._states.items()
+                if isinstance(state.job, (IngestionJob, RenderedJob))}
         watch = self._job_list.accept(listed, self._monotonic(), self._wall_clock(), held)
         if watch is None:
             return []
@@ -317,7 +350,8 @@ class JobPoller:
         for job in jobs:
             state = self._states.setdefault(job.id, JobState(job.id))
             if job.records_known:  # the list's copy is as good as the job's own answer
-                state.apply(started, FetchResult(job.id, job, http_status=200), wall_now, now, from_list=True)
+                state.apply(started, self._kept(FetchResult(job.id, job, http_status=200)), wall_now, now,
+                            from_list=True)
             elif state.job is None and state.is_due(now, self._settings.finished_job_refresh):
                 # Listed without records: never replaces records held, and without any the job
                 # is fetched on its own, so its first scrape shows its files.

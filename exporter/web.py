@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import gzip
 import html
 import logging
 from typing import Callable, Protocol
 
-from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
 from . import __version__
-from .metrics import FamiliesCollector
+from .exposition import OPENMETRICS, TEXT
 
 log = logging.getLogger("seekrflow_exporter.web")
 
 
 class Collector(Protocol):
-    """Turns one scrape into metric families (collector.py)."""
+    """Turns one scrape into an exposition body (collector.py)."""
 
-    def families(self, timeout_header: str | None) -> list[Metric]: ...
+    def body(self, timeout_header: str | None, fmt: str, gzipped: bool) -> list[bytes]: ...
 
     @property
     def job_count(self) -> int: ...
@@ -92,17 +90,40 @@ def _reload(runtime: Reloadable, environ, start_response):
 
 
 def _metrics(collector: Collector, environ, start_response):
-    families = collector.families(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"))
-    encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-    body = encoder(FamiliesCollector(families))
+    # prometheus_client negotiates the format (and its exact Content-Type); we only write it.
+    _, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+    fmt = OPENMETRICS if content_type.startswith("application/openmetrics-text") else TEXT
+    gzipped = gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", ""))
+    body = collector.body(environ.get("HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"), fmt, gzipped)
     headers = [("Content-Type", content_type)]
-    if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-        # Level 1: nearly all the size win at a fraction of level 9's CPU on large expositions.
-        body = gzip.compress(body, compresslevel=1)
+    if gzipped:
         headers.append(("Content-Encoding", "gzip"))
-    headers.append(("Content-Length", str(len(body))))
+    headers.append(("Content-Length", str(sum(len(part) for part in body))))
     start_response("200 OK", headers)
-    return [body]
+    return body
+
+
+def gzip_accepted(accept_encoding: str) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip: listed (or ``*`` when gzip is not) with q above 0.
+
+    prometheus_client's own check ignores q-values, so ``gzip;q=0`` (no gzip, please) would get gzip.
+    """
+    wildcard = None
+    for item in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0  # a q-value that cannot be read accepts nothing
+        if coding.lower() == "gzip":
+            return quality > 0
+        if coding == "*":
+            wildcard = quality > 0
+    return bool(wildcard)
 
 
 def _text(start_response, status: str, text: str, content_type: str = "text/plain; charset=utf-8",

@@ -1,0 +1,196 @@
+"""Job families as exposition text, in pieces that can be rendered once and joined on every scrape.
+
+The output is byte for byte what prometheus_client's encoders write for the same families (a
+property test holds the two together), but cut differently: into *sections*, one per HELP/TYPE
+block, and for each job the section's sample lines. A scrape then writes each section's header
+followed by every job's lines for it, so a family stays contiguous under one HELP and TYPE while
+a settled job's lines come from its ``RenderedJob`` (rendered when its answer arrived) and only the
+unfinished jobs and the per-scrape state series are rendered anew.
+
+The two formats differ only in their headers and in gauge histograms: the text format writes the
+``_gcount`` and ``_gsum`` samples of all jobs after the buckets under a gauge HELP/TYPE of their
+own (only when there are any); OpenMetrics keeps each job's buckets, count and sum together. Gauge
+sample lines are the same bytes in both, and are kept once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from prometheus_client.core import Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.utils import floatToGoString
+
+from .config import MetricsConfig
+from .gzipstream import Chunk, GzipMember, deflate
+from .metrics import FamiliesCollector, build_job_families
+from .model import IngestionJob, JobSnapshot, RenderedJob
+
+TEXT, OPENMETRICS = "text", "openmetrics"
+FORMATS = (TEXT, OPENMETRICS)
+# A kept piece smaller than this is recompressed with the scrape's fresh text instead: deflated on
+# its own it would gain little, and every kept chunk costs a CRC combination per gzip answer.
+MIN_KEPT_CHUNK = 2048
+_SUFFIXES = ("_gcount", "_gsum")  # sorted, as prometheus_client writes them
+
+
+@dataclass(frozen=True)
+class Section:
+    family: int  # index in the family list
+    suffix: str  # "" for the family's own block; "_gcount" or "_gsum" in the text format
+    header: bytes
+
+    @property
+    def optional(self) -> bool:
+        """The text format writes a gauge histogram's count and sum blocks only when they have samples."""
+        return bool(self.suffix)
+
+
+@dataclass(frozen=True)
+class JobPieces:
+    """One job's sample lines per section of each format, and the kept chunks of the long ones."""
+
+    lines: dict[str, tuple[bytes, ...]]  # format -> per section
+    chunks: dict[str, tuple[Chunk | None, ...]]  # format -> per section, None: compress with the fresh text
+
+
+class Renderer:
+    """Sections and pieces for one ``MetricsConfig`` (the family list depends on it)."""
+
+    def __init__(self, settings: MetricsConfig):
+        self.settings = settings
+        # A snapshot without data still has series: scrape success, error, last success. Those
+        # families depend on the scrape, never on the job's answer, and are rendered every time.
+        probe = build_job_families([JobSnapshot("probe", None, False, "probe", 0.0)], 0.0, settings)
+        self._types = [family.type for family in probe]
+        self.state_families = frozenset(i for i, family in enumerate(probe) if family.samples)
+        self.sections = {TEXT: tuple(_text_sections(probe)), OPENMETRICS: tuple(_openmetrics_sections(probe))}
+
+    def render_data(self, job_id: str, job: IngestionJob, now: float, keep: bool = False) -> JobPieces:
+        """The job's data series (every family but the state ones); ``keep``: deflate the long pieces."""
+        families = build_job_families([JobSnapshot(job_id, job, True)], now, self.settings)
+        lines = self._split(families, skip=self.state_families)
+        chunks: dict[str, tuple[Chunk | None, ...]] = {}
+        if keep:
+            made: dict[int, Chunk] = {}  # gauge sections are the same bytes in both formats: deflate once
+            for fmt in FORMATS:
+                chunks[fmt] = tuple(
+                    (made.get(id(piece)) or made.setdefault(id(piece), deflate(piece)))
+                    if len(piece) >= MIN_KEPT_CHUNK else None
+                    for piece in lines[fmt])
+        return JobPieces(lines, chunks)
+
+    def render_settled(self, job_id: str, job: IngestionJob) -> RenderedJob:
+        """What is kept of a settled job (asked for as ``job_id``): its series, rendered once, no records."""
+        # A settled job's series do not depend on the time (nothing is waiting or running).
+        pieces = self.render_data(job_id, job, 0.0, keep=True)
+        ended_at = job.ended_at if job.ended_at is not None else job.created_at
+        return RenderedJob(job_id, job.status, job.created_at, ended_at, pieces, self.settings)
+
+    def serves(self, job: RenderedJob) -> bool:
+        return job.settings == self.settings
+
+    def body(self, snapshots: Sequence[JobSnapshot], now: float, fmt: str, gzipped: bool,
+             tail: list[Metric]) -> list[bytes]:
+        """The whole exposition: every job family, then ``tail`` (the exporter's own families)."""
+        state = self._split(build_job_families(
+            [JobSnapshot(s.job_id, None, s.fresh, s.error, s.last_success) for s in snapshots], now, self.settings),
+            only=self.state_families)[fmt]
+        jobs = [self._pieces(s.job_id, s.job, now) for s in snapshots if isinstance(s.job, (IngestionJob, RenderedJob))]
+        encoder = generate_openmetrics if fmt == OPENMETRICS else generate_latest
+        end = encoder(FamiliesCollector(tail))
+        if not gzipped:
+            out: list[bytes] = []
+            for index, section in enumerate(self.sections[fmt]):
+                content = state[index] if section.family in self.state_families else \
+                    b"".join([job.lines[fmt][index] for job in jobs])
+                if content or not section.optional:
+                    out += (section.header, content)
+            out.append(end)
+            return out
+        member = GzipMember()
+        for index, section in enumerate(self.sections[fmt]):
+            if section.family in self.state_families:
+                if state[index] or not section.optional:
+                    member.add_text(section.header + state[index])
+                continue
+            if section.optional and not any(job.lines[fmt][index] for job in jobs):
+                continue
+            member.add_text(section.header)
+            for job in jobs:
+                chunk = job.chunks[fmt][index] if job.chunks else None
+                if chunk is None:
+                    member.add_text(job.lines[fmt][index])
+                else:
+                    member.add_chunk(chunk)
+        member.add_text(end)
+        return member.finish()
+
+    def _pieces(self, job_id: str, job: IngestionJob | RenderedJob, now: float) -> JobPieces:
+        if isinstance(job, RenderedJob):
+            if self.serves(job):
+                assert isinstance(job.pieces, JobPieces)
+                return job.pieces
+            raise ValueError(f"job {job_id} was rendered for other metrics settings")
+        return self.render_data(job_id, job, now)
+
+    def _split(self, families: list[Metric], skip: Iterable[int] = (), only: Iterable[int] | None = None,
+               ) -> dict[str, tuple[bytes, ...]]:
+        """Each family's sample lines, per section of each format."""
+        skip, only = frozenset(skip), None if only is None else frozenset(only)
+        text: list[bytes] = []
+        openmetrics: list[bytes] = []
+        for index, family in enumerate(families):
+            wanted = index not in skip and (only is None or index in only)
+            if self._types[index] != "gaugehistogram":
+                block = _lines(family.samples) if wanted else b""
+                text.append(block)
+                openmetrics.append(block)
+                continue
+            if not wanted:
+                text += (b"", b"", b"")
+                openmetrics.append(b"")
+                continue
+            name = family.name
+            text.append(_lines(s for s in family.samples if s.name == name + "_bucket"))
+            text += (_lines(s for s in family.samples if s.name == name + suffix) for suffix in _SUFFIXES)
+            openmetrics.append(_lines(family.samples))
+        return {TEXT: tuple(text), OPENMETRICS: tuple(openmetrics)}
+
+
+def _lines(samples: Iterable) -> bytes:
+    """Sample lines as both of prometheus_client's encoders write them (no timestamps, exemplars)."""
+    out = []
+    for sample in samples:
+        labels = sample.labels
+        if labels:
+            inner = ",".join([f'{k}="{_escape(v)}"' for k, v in sorted(labels.items())])
+            out.append(f"{sample.name}{{{inner}}} {floatToGoString(sample.value)}\n")
+        else:
+            out.append(f"{sample.name} {floatToGoString(sample.value)}\n")
+    return "".join(out).encode()
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
+
+
+def _text_sections(families: list[Metric]) -> Iterable[Section]:
+    for index, family in enumerate(families):
+        help_text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        kind = {"gauge": "gauge", "gaugehistogram": "histogram"}[family.type]
+        yield Section(index, "", f"# HELP {family.name} {help_text}\n# TYPE {family.name} {kind}\n".encode())
+        if family.type == "gaugehistogram":
+            for suffix in _SUFFIXES:
+                name = family.name + suffix
+                yield Section(index, suffix, f"# HELP {name} {help_text}\n# TYPE {name} gauge\n".encode())
+
+
+def _openmetrics_sections(families: list[Metric]) -> Iterable[Section]:
+    for index, family in enumerate(families):
+        help_text = _escape(family.documentation)
+        yield Section(index, "", f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n".encode())
