@@ -62,8 +62,10 @@ class ScrapeCollector:
         self._monotonic = monotonic
         self._reserve = BuildReserve()
         self._bodies_lock = threading.Lock()
-        self._round: ScrapeResult | None = None
+        self._round: tuple[ScrapeResult, int] | None = None  # a poller round, and the reload generation
         self._bodies: dict[tuple[str, bool, float], list[bytes]] = {}
+        self._tails: dict[float, list[Metric]] = {}
+        self._now = 0.0  # the wall clock time the round's bodies are rendered at
 
     def budget(self, timeout_header: str | None) -> float:
         """Seconds this scrape may take, given Prometheus's scrape timeout header."""
@@ -81,13 +83,19 @@ class ScrapeCollector:
         budget = self.budget(timeout_header)
         result = self._poller.scrape(started + budget - self._reserve.seconds(budget))
         with self._bodies_lock:
-            if result is not self._round:
-                self._round, self._bodies = result, {}
+            round_ = (result, self._self_metrics.generation)
+            if self._round is None or round_[0] is not self._round[0] or round_[1] != self._round[1]:
+                self._round, self._bodies, self._tails = round_, {}, {}
+                self._now = self._wall_clock()
             body = self._bodies.get((fmt, gzipped, budget))
             if body is None:
                 building = self._monotonic()
-                tail = self._tail(result, building - started, budget)
-                body = self._renderer.body(result.snapshots, self._wall_clock(), fmt, gzipped, tail)
+                # The exporter's own series once per round and budget, so every body of the round
+                # (text or OpenMetrics, gzipped or not) says the same.
+                tail = self._tails.get(budget)
+                if tail is None:
+                    tail = self._tails[budget] = self._tail(result, building - started, budget)
+                body = self._renderer.body(result.snapshots, self._now, fmt, gzipped, tail)
                 self._reserve.took(self._monotonic() - building)
                 self._bodies[(fmt, gzipped, budget)] = body
             return body

@@ -30,6 +30,8 @@ class SelfMetrics:
         # Prometheus asks for OpenMetrics, which would otherwise add a *_created series to the counter.
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
+        # Counts reload outcomes: a body built before one is not served after it (collector.py).
+        self.generation = 0
         ProcessCollector(registry=self.registry)
         build_info = Gauge("seekrflow_exporter_build_info", "Version of the exporter and of Python; always 1.",
                            ["version", "python_version"], registry=self.registry)
@@ -50,10 +52,12 @@ class SelfMetrics:
                                   registry=self.registry)
 
     def config_loaded(self, now: float) -> None:
+        self.generation += 1
         self._reload_ok.set(1)
         self._reload_time.set(now)
 
     def config_refused(self) -> None:
+        self.generation += 1
         self._reload_ok.set(0)
 
     def families(self, result: ScrapeResult, scrape_duration: float, scrape_budget: float) -> list[Metric]:

@@ -54,7 +54,8 @@ def records(draw, index):
 def jobs(draw, job_id):
     count = draw(st.integers(0, 6))
     # The answer's own ID may differ from the one asked for; the series carry the one asked for.
-    body = {"id": draw(st.sampled_from([job_id, "ij-other"])), "status": draw(st.sampled_from(["queued", "running", "completed", "failed", "paused"])),
+    body = {"id": draw(st.sampled_from([job_id, "ij-other"])),
+            "status": draw(st.sampled_from(["queued", "running", "completed", "failed", "paused"])),
             "created_at": draw(moments), "output_files": ["x"] * draw(st.integers(0, 3)),
             "file_records": [draw(records(i)) for i in range(count)]}
     return parse_job(body)

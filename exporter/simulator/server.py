@@ -205,8 +205,9 @@ class SimulatorServer:
         if fault == "slow":
             self._pause(seconds)
             now = self.clock()
-        if fault is None and kind == "Ingestion job" and isinstance(self._fixtures.get(job_id), bytes):
-            return 200, self._fixtures[job_id]  # a frozen body, already encoded: served verbatim
+        frozen = self._fixtures.get(job_id) if kind == "Ingestion job" else None
+        if fault is None and isinstance(frozen, bytes):
+            return 200, frozen  # a frozen body, already encoded: served verbatim
         body = body_of(job_id, now)
         if body is None and fault in BODY_FAULTS:
             body = {"id": job_id, "created_at": format_timestamp(round(now * 1e6)),
