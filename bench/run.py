@@ -36,8 +36,7 @@ from dataclasses import asdict
 from pathlib import Path
 from statistics import median
 
-from exporter_process import PROMETHEUS_FORMAT, ExporterProcess, child_environment, free_port, get_raw, \
-    loopback_session
+from exporter_process import PROMETHEUS_FORMAT, ExporterProcess, child_environment, free_port, get_raw, loopback_session
 from floors import ExpositionFloor, FetchFloorClient, count_samples
 from pure_step import measure_pure_step
 from scrapers import decoded, scrape_together, timed_scrape
@@ -328,8 +327,8 @@ def render_tables(results: list[dict], latency: dict, repetitions: int) -> str:
     for r in results:
         m = r["memory_bytes"]
 
-        def cell(name):
-            return f"{_mb(m[name]['current'])} / {_mb(m[name]['peak'])}"
+        def cell(name):  # called in this iteration only
+            return f"{_mb(m[name]['current'])} / {_mb(m[name]['peak'])}"  # noqa: B023
 
         lines.append(f"{r['label']:>11} | {cell('warm'):>11} | {cell('cold'):>11} | {cell('no_files'):>11} | "
                      f"{_mb(r['first_scrape']['peak_rss']):>5}")
