@@ -95,6 +95,8 @@ class DiscoveryConfig:
     enabled: bool = False
     interval: float = 300.0
     max_age: float = 7 * 86400.0
+    # The newest this many listed jobs are watched: 20k listed jobs would be a million series.
+    max_jobs: int = 1000
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,7 @@ def _metrics(raw: Any) -> MetricsConfig:
 
 
 def _discovery(raw: Any) -> DiscoveryConfig:
-    section = _section(raw, "discovery", {"enabled", "interval", "max_age"})
+    section = _section(raw, "discovery", {"enabled", "interval", "max_age", "max_jobs"})
     enabled = section.get("enabled", DiscoveryConfig.enabled)
     if not isinstance(enabled, bool):
         raise ConfigError("discovery.enabled", f"must be true or false, got {_show(enabled)}")
@@ -299,6 +301,7 @@ def _discovery(raw: Any) -> DiscoveryConfig:
         enabled=enabled,
         interval=_duration(section, "discovery.interval", DiscoveryConfig.interval),
         max_age=_positive_duration(section, "discovery.max_age", DiscoveryConfig.max_age),
+        max_jobs=_positive_int(section, "discovery.max_jobs", DiscoveryConfig.max_jobs, 100_000),
     )
 
 

@@ -73,3 +73,17 @@ def watched_data_jobs(listed: ListResult, now: float, max_age: float,
     invalid = {job_id: detail for job_id, (detail, created_at) in listed.invalid.items()
                if JOB_ID_PATTERN.fullmatch(job_id) and (created_at is None or now - created_at <= max_age)}
     return jobs, invalid
+
+
+def newest(jobs: list[IngestionJob], invalid: dict[str, str], invalid_created: Mapping[str, float | None],
+           limit: int) -> tuple[list[IngestionJob], dict[str, str], int]:
+    """At most ``limit`` of the jobs to watch, the newest by creation (unknown creation counts as
+    oldest); also how many were left out. An account's whole history must not become series."""
+    if len(jobs) + len(invalid) <= limit:
+        return jobs, invalid, 0
+    ranked = sorted([(job.created_at, job.id) for job in jobs]
+                    + [(invalid_created.get(job_id) or float("-inf"), job_id) for job_id in invalid], reverse=True)
+    kept = {job_id for _, job_id in ranked[:limit]}
+    return ([job for job in jobs if job.id in kept], {k: v for k, v in invalid.items() if k in kept},
+            len(ranked) - limit)
+

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from .config import DiscoveryConfig
-from .discovery import watched_jobs
+from .discovery import newest, watched_jobs
 from .jobstate import MAX_RETRY_AFTER
 from .model import IngestionJob, RenderedJob
 from .results import DiscoveryStatus, ListResult
@@ -33,6 +33,7 @@ class KnownList:
     next_read: float | None
     failures: int
     in_flight: Future | None = field(default=None, compare=False)
+    over_limit: int = 0
 
 
 class JobList:
@@ -40,8 +41,12 @@ class JobList:
     data-job list); ``what`` names the list in the log."""
 
     def __init__(self, settings: DiscoveryConfig, known: KnownList | None = None,
-                 choose: Callable[..., tuple[list, dict[str, str]]] = watched_jobs, what: str = "job list"):
+                 choose: Callable[..., tuple[list, dict[str, str]]] = watched_jobs, what: str = "job list",
+                 max_jobs: int | None = None):
+        """``max_jobs``: watch at most this many of the listed jobs, the newest (discovery.max_jobs)."""
         self._settings = settings
+        self._max_jobs = max_jobs
+        self._over_limit = 0
         self._choose = choose
         self._what = what
         self.job_ids: tuple[str, ...] = ()
@@ -50,15 +55,15 @@ class JobList:
         self._failures = 0
         self._in_flight: Future | None = None
         if known is not None:
-            self.job_ids, self._ok, self._next_read, self._failures, self._in_flight = (
-                known.job_ids, known.ok, known.next_read, known.failures, known.in_flight)
+            self.job_ids, self._ok, self._next_read, self._failures, self._in_flight, self._over_limit = (
+                known.job_ids, known.ok, known.next_read, known.failures, known.in_flight, known.over_limit)
 
     @property
     def status(self) -> DiscoveryStatus:
-        return DiscoveryStatus(self._ok, len(self.job_ids))
+        return DiscoveryStatus(self._ok, len(self.job_ids), self._over_limit)
 
     def known(self) -> KnownList:
-        return KnownList(self.job_ids, self._ok, self._next_read, self._failures, self._in_flight)
+        return KnownList(self.job_ids, self._ok, self._next_read, self._failures, self._in_flight, self._over_limit)
 
     def request(self, now: float, submit: Callable[[], Future]) -> Future | None:
         """This round's list request: the one still on its way, a new one when due, else None."""
@@ -92,6 +97,13 @@ class JobList:
         self._ok, self._failures = True, 0
         self._next_read = now + self._settings.interval
         jobs, invalid = self._choose(listed, wall_now, self._settings.max_age, held)
+        if self._max_jobs is not None:
+            created = {job_id: created_at for job_id, (_, created_at) in listed.invalid.items()}
+            jobs, invalid, over = newest(jobs, invalid, created, self._max_jobs)
+            if over and not self._over_limit:
+                log.warning("discovery.max_jobs reached, watching only the newest jobs", extra={"fields": {
+                    "max_jobs": self._max_jobs, "left_out": over}})
+            self._over_limit = over
         previous = set(self.job_ids)
         self.job_ids = tuple(sorted({job.id for job in jobs} | set(invalid)))
         if set(self.job_ids) != previous:

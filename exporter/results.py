@@ -54,6 +54,7 @@ class ListResult:
 class DiscoveryStatus:
     ok: bool | None  # None until the list was first read
     job_count: int
+    over_limit: int = 0  # listed jobs left out by discovery.max_jobs
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,9 @@ def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_
         families.append(_plain("seekrflow_exporter_discovered_jobs",
                                "Jobs taken from the job list: unfinished, or ended within discovery.max_age.",
                                float(discovery.job_count)))
+        families.append(_plain("seekrflow_exporter_discovery_jobs_over_limit",
+                               "Listed jobs left out because discovery.max_jobs was reached (the newest are watched).",
+                               float(discovery.over_limit)))
     if data_job_discovery is not None:
         families.append(_plain("seekrflow_exporter_data_job_discovery_success",
                                "1 when the latest read of the data-job list succeeded, else 0.",
