@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from . import durations
+from .cardinality import PER_FILE_ALL, PER_FILE_NONE, PER_FILE_POLICIES, compile_patterns
 from .files import FileProblem, load_yaml, read_text
 from .model import DEFAULT_TERMINAL_RECORD_STATUSES, MAX_STATUS_LENGTH
 
@@ -82,12 +83,18 @@ class ScrapeConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    per_file: bool = True
+    # Which jobs get per-file series (cardinality.PER_FILE_POLICIES), for how long after a settled
+    # job ended under "recent", and how many records per job.
+    per_file: str = PER_FILE_ALL
+    per_file_window: float = 3600.0
     per_file_limit: int = 500
     record_status_limit: int = 10
     error_text_limit: int = 200
     processing_duration_buckets: tuple[float, ...] = DEFAULT_PROCESSING_BUCKETS
     queue_wait_buckets: tuple[float, ...] = DEFAULT_QUEUE_WAIT_BUCKETS
+    # Regular expressions over family names, fully anchored; at most one of the two is set.
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -275,21 +282,55 @@ def _scrape(raw: Any) -> ScrapeConfig:
 
 def _metrics(raw: Any) -> MetricsConfig:
     keys = {
-        "per_file", "per_file_limit", "record_status_limit", "error_text_limit",
-        "processing_duration_buckets", "queue_wait_buckets",
+        "per_file", "per_file_window", "per_file_limit", "record_status_limit", "error_text_limit",
+        "processing_duration_buckets", "queue_wait_buckets", "allow", "deny",
     }
     section = _section(raw, "metrics", keys)
-    per_file = section.get("per_file", MetricsConfig.per_file)
-    if not isinstance(per_file, bool):
-        raise ConfigError("metrics.per_file", f"must be true or false, got {_show(per_file)}")
+    allow = _patterns(section, "metrics.allow")
+    deny = _patterns(section, "metrics.deny")
+    if allow and deny:
+        # As kube-state-metrics refuses --metric-allowlist with --metric-denylist: which one wins
+        # would be a guess.
+        raise ConfigError("metrics.deny", "cannot be set together with metrics.allow: use one of the two")
     return MetricsConfig(
-        per_file=per_file,
+        per_file=_per_file(section.get("per_file", MetricsConfig.per_file)),
+        per_file_window=_positive_duration(section, "metrics.per_file_window", MetricsConfig.per_file_window),
         per_file_limit=_positive_int(section, "metrics.per_file_limit", MetricsConfig.per_file_limit, 100_000),
         record_status_limit=_positive_int(section, "metrics.record_status_limit", MetricsConfig.record_status_limit, 1000),
         error_text_limit=_positive_int(section, "metrics.error_text_limit", MetricsConfig.error_text_limit, 10_000),
         processing_duration_buckets=_buckets(section, "metrics.processing_duration_buckets", DEFAULT_PROCESSING_BUCKETS),
         queue_wait_buckets=_buckets(section, "metrics.queue_wait_buckets", DEFAULT_QUEUE_WAIT_BUCKETS),
+        allow=allow,
+        deny=deny,
     )
+
+
+def _per_file(value: Any) -> str:
+    # true and false were the only values before the policies; they keep their meaning.
+    if value is True:
+        return PER_FILE_ALL
+    if value is False:
+        return PER_FILE_NONE
+    if value not in PER_FILE_POLICIES:
+        raise ConfigError("metrics.per_file", f"must be one of {', '.join(PER_FILE_POLICIES)}, got {_show(value)}")
+    return value
+
+
+def _patterns(section: dict, path: str) -> tuple[str, ...]:
+    value = section.get(path.rsplit(".", 1)[-1])
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise ConfigError(path, f"must be a list of regular expressions over metric names, got {_show(value)}")
+    for index, pattern in enumerate(value):
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"{path}[{index}]", f"must be a non-empty regular expression, got {_show(pattern)}")
+        try:
+            compile_patterns([pattern])
+        except (re.error, RecursionError, OverflowError) as err:
+            reason = err.msg if isinstance(err, re.error) else type(err).__name__
+            raise ConfigError(f"{path}[{index}]", f"not a valid regular expression ({reason}): {_show(pattern)}") from None
+    return tuple(value)
 
 
 def _discovery(raw: Any) -> DiscoveryConfig:

@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 
+from .cardinality import PER_FILE_NONE, allowed_families, per_file_wanted
 from .config import MetricsConfig
 from .model import JOB_STATUSES, RECORD_STATUSES, FileRecord, IngestionJob, JobSnapshot
 
@@ -129,9 +130,13 @@ class FamiliesCollector:
 
 
 def build_job_families(snapshots: Iterable[JobSnapshot], now: float, settings: MetricsConfig) -> list[Metric]:
-    """All job-level and per-file families for the given snapshots at time ``now``."""
+    """All job-level and per-file families for the given snapshots at time ``now``.
+
+    Only the families ``metrics.allow`` / ``metrics.deny`` let through, and per-file series only for
+    the jobs ``metrics.per_file`` picks (cardinality.py).
+    """
     jobs = _JobFamilies.empty()
-    files = _FileFamilies.empty() if settings.per_file else None
+    files = _FileFamilies.empty() if settings.per_file != PER_FILE_NONE else None
     for snap in snapshots:
         jobs.success.add_metric([snap.job_id], 1.0 if snap.fresh else 0.0)
         if snap.error is not None:
@@ -141,9 +146,20 @@ def build_job_families(snapshots: Iterable[JobSnapshot], now: float, settings: M
         if not isinstance(snap.job, IngestionJob):
             continue  # no data (or not an ingestion job)
         _add_job(jobs, snap.job_id, snap.job, now, settings)
-        if files is not None:
+        if files is not None and wants_per_file(snap.job, now, settings):
             _add_files(files, snap.job_id, snap.job.records, now, settings)
-    return jobs.all() + (files.all() if files is not None else [])
+    families = jobs.all() + (files.all() if files is not None else [])
+    return allowed_families(families, settings.allow, settings.deny)
+
+
+def wants_per_file(job: IngestionJob, now: float, settings: MetricsConfig) -> bool:
+    """Whether ``job`` gets per-file series at ``now`` under ``metrics.per_file``."""
+    settled = job.is_settled
+    ended_at = None
+    if settled:
+        # A settled job that does not say when it ended is as old as its creation (as discovery judges it).
+        ended_at = job.ended_at if job.ended_at is not None else job.created_at
+    return per_file_wanted(settings.per_file, settings.per_file_window, settled, ended_at, now)
 
 
 def _add_job(f: _JobFamilies, job_id: str, job: IngestionJob, now: float, settings: MetricsConfig) -> None:

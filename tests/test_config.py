@@ -19,7 +19,23 @@ def test_minimal_config_and_defaults():
     assert config.api.api_key == "sk-test-config"
     assert config.api.team_id is None
     assert (config.scrape.timeout, config.scrape.cache_ttl, config.scrape.finished_job_refresh) == (25, 5, 600)
-    assert config.metrics.per_file is True
+    assert (config.metrics.per_file, config.metrics.per_file_window, config.metrics.per_file_limit) == ("all", 3600, 500)
+    assert (config.metrics.allow, config.metrics.deny) == ((), ())
+
+
+@pytest.mark.parametrize("written, policy", [
+    (True, "all"), (False, "none"), ("all", "all"), ("recent", "recent"), ("unfinished", "unfinished"), ("none", "none"),
+])
+def test_per_file_policy_and_the_booleans_it_had_before(written, policy):
+    config = build_config({"jobs": ["ij-1"], "metrics": {"per_file": written, "per_file_window": "1d"}}, ENV)
+    assert (config.metrics.per_file, config.metrics.per_file_window) == (policy, 86400)
+
+
+def test_allow_and_deny_lists_are_kept_as_written():
+    config = build_config({"jobs": ["ij-1"], "metrics": {"deny": ["seekrflow_ingestion_file_.*", "x|y"]}}, ENV)
+    assert (config.metrics.allow, config.metrics.deny) == ((), ("seekrflow_ingestion_file_.*", "x|y"))
+    config = build_config({"jobs": ["ij-1"], "metrics": {"allow": ["seekrflow_ingestion_job_status"], "deny": []}}, ENV)
+    assert (config.metrics.allow, config.metrics.deny) == (("seekrflow_ingestion_job_status",), ())
 
 
 def test_discovery_makes_the_job_list_optional():
@@ -99,7 +115,17 @@ MISTAKES = [
     ({"jobs": ["ij-1"], "api": {"max_concurrency": 0}}, "api.max_concurrency: must be a whole number from 1 to 256, got 0"),
     ({"jobs": ["ij-1"], "api": {"max_concurrency": "8"}}, "api.max_concurrency: must be a whole number from 1 to 256, got '8'"),
     ({"jobs": ["ij-1"], "api": {"team_id": 42}}, "api.team_id: must be a string, got 42"),
-    ({"jobs": ["ij-1"], "metrics": {"per_file": "yes"}}, "metrics.per_file: must be true or false, got 'yes'"),
+    ({"jobs": ["ij-1"], "metrics": {"per_file": "yes"}},
+     "metrics.per_file: must be one of all, recent, unfinished, none, got 'yes'"),
+    ({"jobs": ["ij-1"], "metrics": {"per_file_window": "0s"}}, "metrics.per_file_window: must be longer than 0s"),
+    ({"jobs": ["ij-1"], "metrics": {"allow": ["seekrflow_.*"], "deny": ["seekrflow_ingestion_file_.*"]}},
+     "metrics.deny: cannot be set together with metrics.allow: use one of the two"),
+    ({"jobs": ["ij-1"], "metrics": {"deny": "seekrflow_ingestion_file_.*"}},
+     "metrics.deny: must be a list of regular expressions over metric names, got 'seekrflow_ingestion_file_.*'"),
+    ({"jobs": ["ij-1"], "metrics": {"allow": ["seekrflow_up", "seekrflow_(ingestion"]}},
+     "metrics.allow[1]: not a valid regular expression (missing ), unterminated subpattern): 'seekrflow_(ingestion'"),
+    ({"jobs": ["ij-1"], "metrics": {"deny": ["a", ""]}}, "metrics.deny[1]: must be a non-empty regular expression, got ''"),
+    ({"jobs": ["ij-1"], "metrics": {"deny": [3]}}, "metrics.deny[0]: must be a non-empty regular expression, got 3"),
     ({"jobs": ["ij-1"], "metrics": {"per_file_limit": True}},
      "metrics.per_file_limit: must be a whole number from 1 to 100000, got True"),
     ({"jobs": ["ij-1"], "metrics": {"queue_wait_buckets": [5, 1]}},

@@ -176,7 +176,7 @@ def test_future_created_at_clamps_duration_to_zero():
 
 
 def test_per_file_off_drops_every_per_file_family():
-    settings = replace(SETTINGS, per_file=False)
+    settings = replace(SETTINGS, per_file="none")
     got = exposition([JobSnapshot("ij-running", load("job_running.json"), True)], settings=settings)
     assert not [k for k in got if k[0].startswith(P + "file_") or k[0] == P + "job_file_records_omitted"]
     assert value(got, P + "job_files", job_id="ij-running", status="queued") == 2
