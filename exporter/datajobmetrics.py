@@ -18,6 +18,7 @@ from typing import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .cardinality import allowed_families
 from .config import MetricsConfig
 from .datajob import DATA_JOB_STATUSES, DataJob
 from .metrics import cut_label, status_counts
@@ -27,7 +28,8 @@ _PREFIX = "seekrflow_data_job_"
 
 
 def build_data_job_families(snapshots: Iterable[JobSnapshot], settings: MetricsConfig) -> list[Metric]:
-    """Every data-job family for the given snapshots (their ``job`` is a ``DataJob``)."""
+    """Every data-job family for the given snapshots (their ``job`` is a ``DataJob``), those
+    ``metrics.allow`` / ``metrics.deny`` let through."""
     d, ds = ["data_job_id"], ["data_job_id", "status"]
     status = _gauge("status", "Current status of the data job: 1 for the current one, 0 for the others.", ds)
     info = _gauge("info", "Name and type of the data job; always 1.", ["data_job_id", "name", "job_type"])
@@ -67,7 +69,8 @@ def build_data_job_families(snapshots: Iterable[JobSnapshot], settings: MetricsC
             if nested.id not in seen:
                 seen.add(nested.id)
                 links.add_metric([nested.id, job_id], 1.0)
-    return [status, info, created, updated, files, links, success, error, last_success]
+    families = [status, info, created, updated, files, links, success, error, last_success]
+    return allowed_families(families, settings.allow, settings.deny)
 
 
 def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:

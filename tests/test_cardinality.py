@@ -11,6 +11,7 @@ import requests
 
 from exporter.cardinality import allowed_families, name_allowed, per_file_wanted
 from exporter.config import MetricsConfig
+from exporter.datajobmetrics import build_data_job_families
 from exporter.metrics import build_job_families
 from exporter.model import FileRecord, IngestionJob, JobSnapshot, parse_job
 from exporter.simulator import SimulatedWorld, SimulatorServer
@@ -118,6 +119,14 @@ def test_the_filter_keeps_the_order_of_families_and_applies_to_any_metric_list()
     assert kept == [n for n in names if n not in (P + "job_status", P + "file_info")]
     assert name_allowed(P + "job_status", (P + "job_.*",), ())
     assert not name_allowed(P + "file_info", (P + "job_.*",), ())
+
+
+def test_data_job_families_pass_the_same_filter():
+    snapshots = [JobSnapshot("dj-gone", None, False, error="http_404")]
+    kept = build_data_job_families(snapshots, MetricsConfig(deny=("seekrflow_data_job_scrape_.*",)))
+    assert "seekrflow_data_job_scrape_success" not in {f.name for f in kept}
+    kept = build_data_job_families(snapshots, MetricsConfig(allow=("seekrflow_data_job_scrape_.*",)))
+    assert [f.name for f in kept] == ["seekrflow_data_job_scrape_success", "seekrflow_data_job_scrape_error_info"]
 
 
 def _record(index: int, status: str, error: str | None = None) -> FileRecord:
