@@ -79,7 +79,7 @@ class ExporterProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "exporter", *self._args], cwd=ROOT, env=self._env,
                                      stdout=subprocess.DEVNULL, stderr=self._stderr)
         try:
-            wait_until(self._healthy, what="the exporter to answer /-/healthy")
+            wait_until(self._healthy, timeout=60, what="the exporter to answer /-/healthy")
         except BaseException:
             self.stop()
             raise

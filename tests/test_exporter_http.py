@@ -356,7 +356,8 @@ def test_reload_keeps_what_the_exporter_knew_and_survives_any_file(simulator):
         assert simulator.job_requests == {"ij-done": 1, "ij-odd": 1}
 
         exporter.config_path.write_text("jobs: " + "[" * 5000 + "]" * 5000 + "\n")
-        refused = requests.post(exporter.url + "/-/reload", timeout=10)
+        # Parsing this takes seconds of CPU, ten times that on a busy machine: wait generously.
+        refused = requests.post(exporter.url + "/-/reload", timeout=120)
         assert refused.status_code == 500 and "nested too deeply" in refused.text
         got = parse_exposition(exporter.scrape().text)
         assert value(got, "seekrflow_exporter_config_last_reload_successful") == 0
@@ -366,7 +367,8 @@ def test_reload_keeps_what_the_exporter_knew_and_survives_any_file(simulator):
         exporter.config_path.write_text(yaml.safe_dump(config))
         exporter.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: value(parse_exposition(exporter.scrape().text),
-                                 "seekrflow_exporter_config_last_reload_successful") == 1, what="a good reload")
+                                 "seekrflow_exporter_config_last_reload_successful") == 1,
+                   timeout=120, what="a good reload")
         assert exporter.proc.poll() is None
 
 
