@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
 from .address import parse_listen_address
-from .config import ApiConfig, Config, ConfigError, load_config
+from .config import ApiConfig, Config, ConfigError, DataJobsConfig, load_config
 from .log import LEVELS, setup_logging
 from .runtime import Runtime
 from .selfmetrics import SelfMetrics
@@ -102,12 +102,14 @@ def _check_config(path: str) -> int:
 def _start_demo():
     # Imported here: the simulator is a feature of the demo, not a dependency of real use.
     from .simulator import SimulatedWorld, SimulatorServer
+    from .simulator.datajobs import SimulatedDataJobs
 
     key = secrets.token_urlsafe(24)
     world = SimulatedWorld(jobs=6, files_per_job=15, seed=7, speed=1.0, started_at=time.time())
-    simulator = SimulatorServer(world, api_key=key)
+    simulator = SimulatorServer(world, api_key=key, data_jobs=SimulatedDataJobs(world, 3, seed=7))
     base_url = simulator.start("127.0.0.1", 0)
-    config = Config(jobs=tuple(world.job_ids()), api=ApiConfig(base_url=base_url, api_key=key))
+    config = Config(jobs=tuple(world.job_ids()), api=ApiConfig(base_url=base_url, api_key=key),
+                    data_jobs=DataJobsConfig(enabled=True))
     print(f"SeekrFlow API simulator: {base_url} ({len(config.jobs)} jobs)", flush=True)
     return simulator, config
 

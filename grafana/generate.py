@@ -59,6 +59,11 @@ UID_EXPORTER_HEALTH = "seekrflow-exporter-health"
 STATUS_COLORS = {"queued": "yellow", "processing": "blue", "running": "blue", "completed": "green",
                  "failed": "red"}
 
+# A data job's statuses: waiting for files, for a person, for its start, then its alignment's.
+DATA_JOB_STATUS_COLORS = {"file_processing": "blue", "needs_review": "orange", "ready_to_start": "purple",
+                          "pending": "yellow", "queued": "yellow", "running": "blue", "completed": "green",
+                          "failed": "red", "cancelled": "text", "stopped": "text"}
+
 # Title and URL path of each dashboard, in the order of the links at the top of every dashboard.
 DASHBOARD_PATHS = {
     UID_OVERVIEW: ("Overview", "/d/" + UID_OVERVIEW + "/seekrflow-overview"),
@@ -169,9 +174,9 @@ def by_name(name: str, *properties: tuple[str, object]) -> dict:
             "properties": [{"id": key, "value": value} for key, value in properties]}
 
 
-def status_color_overrides() -> list[dict]:
+def status_color_overrides(colors: dict[str, str] = STATUS_COLORS) -> list[dict]:
     return [by_name(status, ("color", {"mode": "fixed", "fixedColor": color}))
-            for status, color in STATUS_COLORS.items()]
+            for status, color in colors.items()]
 
 
 def value_text(mapping: dict[str, tuple[str, str]]) -> list[dict]:
@@ -540,11 +545,43 @@ def overview() -> dict:
                    [query(limited("job_id_quantile:seekrflow_ingestion_job_file_queue_wait_seconds"
                                   f':histogram_quantile{{{r}, quantile="0.9"}}'), "{{job_id}}")],
                    "s"),
+        *data_job_panels(),
     ]
     return dashboard(UID_OVERVIEW, "SeekrFlow / Overview",
                      "SeekrFlow file-conversion (ingestion) jobs: status, progress, failures, queue and durations.",
                      panels, [datasource_variable(), *scope_variables(), job_id_variable(), limit_variable()],
                      f', {CLUSTER_LABEL}=~"$cluster", job_id=~"$job_id"')
+
+
+def data_job_panels() -> list[dict]:
+    """The data jobs (with data_jobs on in the exporter): a table and their statuses. A data job
+    groups ingestion jobs; its status tells whether it waits for files, for a person
+    (needs_review), for its start, or mirrors its alignment job."""
+    s, c = scope(), CLUSTER_LABEL
+    status = f"seekrflow_data_job_status{{{s}}}"
+    return [
+        row("Data jobs"),
+        table("Data jobs", "Each data job the exporter watches (data_jobs in its configuration): status, name, "
+              "type, time since its last change, and its files with the failed ones. A data job in needs_review "
+              "waits for a person.",
+              table_queries(
+                  f"max by ({c}, data_job_id, status) ({status} == 1)",
+                  f"max by ({c}, data_job_id, name, job_type) (seekrflow_data_job_info{{{s}}})",
+                  f"time() - max by ({c}, data_job_id) (seekrflow_data_job_updated_timestamp_seconds{{{s}}})",
+                  f"sum by ({c}, data_job_id) (max by ({c}, data_job_id, status) (seekrflow_data_job_files{{{s}}}))",
+                  f'max by ({c}, data_job_id) (seekrflow_data_job_files{{{s}, status="failed"}})',
+              ), "none", size=(18, 8),
+              columns={"data_job_id": "Data job", c: "Environment", "name": "Name", "job_type": "Type",
+                       "status": "Status", "Value #C": "Unchanged for", "Value #D": "Files", "Value #E": "Failed"},
+              units={"Value #C": "s", "Value #D": "short", "Value #E": "short"},
+              hidden=("Value #B",), sort_by="data_job_id"),
+        bargauge("Data jobs by status", "How many data jobs are in each status: file_processing, needs_review, "
+                 "ready_to_start, then their alignment's pending, queued, running and the end states.",
+                 [query(f"sum by (status) (max by ({c}, data_job_id, status) ({status}))", "{{status}}",
+                        instant=True)],
+                 "short", size=(6, 8), color="fixed", overrides=status_color_overrides(DATA_JOB_STATUS_COLORS),
+                 min_=0),
+    ]
 
 
 def job_detail() -> dict:

@@ -32,6 +32,7 @@ import requests
 import yaml
 
 from exporter.simulator import SimulatedWorld, SimulatorServer
+from exporter.simulator.datajobs import SimulatedDataJobs
 from harness import ExporterProcess, wait_until
 from promstack import PrometheusServer, scrape_config
 
@@ -325,6 +326,7 @@ OWN_LABELS = {
     "seekrflow_ingestion_file_queue_wait_seconds": {"record_id"},
     "seekrflow_ingestion_file_processing_duration_seconds": {"record_id"},
     "seekrflow_ingestion_file_error_info": {"record_id", "error_message", "suggested_fix"},
+    "seekrflow_ingestion_job_info": {"data_job_id"},
 }
 ONE_PER_JOB = re.compile(r"\b(?:max|min) by \(([^)]*)\) \((seekrflow_ingestion_\w+)(?:\{([^}]*)\})?\)")
 
@@ -503,7 +505,9 @@ class Environment:
     moves), a job that failed (served from a fixed answer, so its failed files and the
     SeekrFlowJobFailed alert are there from the first scrape) and a job whose every fetch answers
     HTTP 500. Discovery is on, so the job-list panels have data; it adds no job, as the list holds
-    only jobs already configured (the simulated ones and the failed one; faults are not listed)."""
+    only jobs already configured (the simulated ones and the failed one; faults are not listed).
+    Data jobs are on too: the simulated jobs are grouped into two data jobs (the one holding the
+    stalled queue stays file_processing), so the data-job panels have data."""
 
     def __init__(self, stack: contextlib.ExitStack, name: str, seed: int, now: float):
         world = SimulatedWorld(jobs=4, files_per_job=8, seed=seed, speed=5, stalled_jobs=[0], started_at=now)
@@ -516,9 +520,11 @@ class Environment:
         self.name = name
         self.jobs = [*world.job_ids(), self.failed_job, broken_job]
         simulator = stack.enter_context(SimulatorServer(
-            world, api_key=f"{name}-key", fixtures={self.failed_job: failed_body}, faults={broken_job: "http_500"}))
+            world, api_key=f"{name}-key", fixtures={self.failed_job: failed_body}, faults={broken_job: "http_500"},
+            data_jobs=SimulatedDataJobs(world, 2, seed=seed)))
         exporter = stack.enter_context(ExporterProcess(
-            {"api": {"base_url": simulator.url}, "jobs": self.jobs, "discovery": {"enabled": True}}, f"{name}-key"))
+            {"api": {"base_url": simulator.url}, "jobs": self.jobs, "discovery": {"enabled": True},
+             "data_jobs": {"enabled": True}}, f"{name}-key"))
         self.instance = urlsplit(exporter.url).netloc
 
     def target_group(self) -> dict:
