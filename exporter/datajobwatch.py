@@ -31,6 +31,13 @@ class KnownDataJobs:
     jobs: Mapping[str, KnownJob]
     job_list: KnownList | None
 
+    def cancel(self) -> None:
+        """Drop the requests not started yet: nobody waits for them any more."""
+        for future in [known.in_flight for known in self.jobs.values()] + [
+                self.job_list.in_flight if self.job_list is not None else None]:
+            if future is not None:
+                future.cancel()
+
 
 class DataJobWatch:
     def __init__(self, settings: DataJobsConfig, intervals: DiscoveryConfig):
@@ -101,11 +108,18 @@ class DataJobWatch:
                              None if self.job_list is None else self.job_list.known())
 
     def carry_over(self, known: KnownDataJobs) -> None:
+        """Continue from what the watch of the replaced poller knew; its requests in flight are
+        waited for, those of data jobs no longer watched dropped if not started."""
         if self.job_list is not None and known.job_list is not None:
             self.job_list = self._new_list(known.job_list)
-        for job_id in self.ids:
-            if job_id in known.jobs:
-                self.states[job_id] = JobState.carried_over(job_id, known.jobs[job_id])
+        elif known.job_list is not None and known.job_list.in_flight is not None:
+            known.job_list.in_flight.cancel()
+        watched = set(self.ids)
+        for job_id, carried in known.jobs.items():
+            if job_id in watched:
+                self.states[job_id] = JobState.carried_over(job_id, carried)
+            elif carried.in_flight is not None:
+                carried.in_flight.cancel()
 
 
 def _nested(data_job: object) -> tuple:

@@ -188,6 +188,8 @@ class JobPoller:
         self._api_up = carried.api_up
         if self._data is not None and carried.data_jobs is not None:
             self._data.carry_over(carried.data_jobs)
+        elif carried.data_jobs is not None:
+            carried.data_jobs.cancel()  # data jobs are off now: requests still queued are dropped
         watched = set(self.job_ids)
         for job_id, known in carried.jobs.items():
             if job_id in watched and isinstance(known.job, RenderedJob) and not self._serves(known.job):

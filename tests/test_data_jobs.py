@@ -262,3 +262,28 @@ def test_a_broken_data_job_names_the_field(broken, reason):
     with pytest.raises(InvalidResponse) as caught:
         parse_data_job(body)
     assert str(caught.value).startswith(reason)
+
+
+def test_a_reload_keeps_the_data_jobs_and_their_ingestion_jobs(world):
+    data_jobs = SimulatedDataJobs(world, 2)
+    sim_clock, clock, wall = Clock(T0 + 86400), Clock(1000.0), Clock(T0 + 86400)
+    with SimulatorServer(world, KEY, data_jobs=data_jobs, clock=sim_clock) as simulator:
+        old = poller_for(simulator, clock, wall, finished_job_refresh=600.0)
+        first = old.scrape(clock() + 30)
+        new = poller_for(simulator, clock, wall, finished_job_refresh=600.0)
+        new.take_over(old)
+        old.close()
+        try:
+            clock.now += 10
+            second = new.scrape(clock() + 30)
+        finally:
+            new.close()
+        # A day later: the completed data job is settled and not read again, nor the list; the one
+        # that waits in ready_to_start (never started) is read every round.
+        started, ready = data_jobs.ids()
+        assert (data_jobs.status_at(started, sim_clock()), data_jobs.status_at(ready, sim_clock())) == (
+            "completed", "ready_to_start")
+        assert simulator.requests == {LIST: 1, DETAIL: 3}
+        assert simulator.job_requests == {started: 1, ready: 2}
+    assert [(s.job_id, s.fresh) for s in second.data_jobs] == [(s.job_id, s.fresh) for s in first.data_jobs]
+    assert {s.job_id for s in second.snapshots} == set(world.job_ids())
