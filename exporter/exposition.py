@@ -16,7 +16,7 @@ sample lines are the same bytes in both, and are kept once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Collection, Iterable, Sequence
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
@@ -34,6 +34,8 @@ FORMATS = (TEXT, OPENMETRICS)
 # its own it would gain little, and every kept chunk costs a CRC combination per gzip answer.
 MIN_KEPT_CHUNK = 2048
 _SUFFIXES = ("_gcount", "_gsum")  # sorted, as prometheus_client writes them
+# The reason a job not rendered by its scrape's deadline is exported with, as for a fetch that did not end.
+TIMEOUT = "timeout"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,34 @@ class JobPieces:
 
     lines: dict[str, tuple[bytes, ...]]  # format -> per section
     chunks: dict[str, tuple[Chunk | None, ...]]  # format -> per section, None: compress with the fresh text
+
+
+@dataclass(frozen=True)
+class RoundPieces:
+    """One round's pieces, joined into a body per format and encoding."""
+
+    snapshots: tuple[JobSnapshot, ...]  # as exported: a job not rendered in time shows as timed out
+    jobs: list[JobPieces]  # of the snapshots with data, in their order
+    state: dict[str, tuple[bytes, ...]]  # format -> the state sections' lines, per section
+    late: tuple[str, ...]  # jobs not rendered in time: first in the next round
+
+
+class RenderCost:
+    """How long rendering a job's records takes, learnt from the renders of the last rounds:
+    the slowest seconds per record seen recently, so the estimate errs towards stopping early."""
+
+    FIRST_GUESS = 20e-6  # seconds per record before anything was measured (about 2x what it takes)
+    REMEMBERED = 64
+
+    def __init__(self) -> None:
+        self._recent: list[float] = []
+
+    def estimate(self, records: int) -> float:
+        per_record = max(self._recent) if self._recent else self.FIRST_GUESS
+        return per_record * max(records, 1)
+
+    def took(self, records: int, seconds: float) -> None:
+        self._recent = (self._recent + [seconds / max(records, 1)])[-self.REMEMBERED:]
 
 
 class Renderer:
@@ -92,13 +122,44 @@ class Renderer:
     def serves(self, job: RenderedJob) -> bool:
         return job.settings == self.settings
 
-    def body(self, snapshots: Sequence[JobSnapshot], now: float, fmt: str, gzipped: bool,
-             tail: list[Metric]) -> list[bytes]:
-        """The whole exposition: every job family, then ``tail`` (the exporter's own families)."""
+    def render_round(self, snapshots: Sequence[JobSnapshot], now: float, until: float | None = None,
+                     clock: Callable[[], float] | None = None, cost: RenderCost | None = None,
+                     first: Collection[str] = ()) -> RoundPieces:
+        """Every job's pieces for one round: kept ones as they are, the others rendered now.
+
+        With ``until`` (on ``clock``), an unfinished job whose rendering ``cost`` says would end
+        past it is not rendered: it is exported as a job whose fetch timed out, and the next round
+        renders it among the ``first``.
+        """
+        exported = list(snapshots)
+        pieces: dict[int, JobPieces] = {}
+        fresh = [i for i, s in enumerate(snapshots) if isinstance(s.job, IngestionJob)]
+        fresh.sort(key=lambda i: snapshots[i].job_id not in first)  # stable: the late ones of last round first
+        for i in fresh:
+            snap = snapshots[i]
+            assert isinstance(snap.job, IngestionJob)
+            records = len(snap.job.records)
+            if until is not None and clock is not None and cost is not None:
+                started = clock()
+                if started + cost.estimate(records) > until:
+                    exported[i] = JobSnapshot(snap.job_id, None, False, TIMEOUT, snap.last_success)
+                    continue
+                pieces[i] = self.render_data(snap.job_id, snap.job, now)
+                cost.took(records, clock() - started)
+            else:
+                pieces[i] = self.render_data(snap.job_id, snap.job, now)
+        for i, snap in enumerate(snapshots):
+            if isinstance(snap.job, RenderedJob):
+                pieces[i] = self._kept(snap.job_id, snap.job)
         state = self._split(build_job_families(
-            [JobSnapshot(s.job_id, None, s.fresh, s.error, s.last_success) for s in snapshots], now, self.settings),
-            only=self.state_families)[fmt]
-        jobs = [self._pieces(s.job_id, s.job, now) for s in snapshots if isinstance(s.job, (IngestionJob, RenderedJob))]
+            [JobSnapshot(s.job_id, None, s.fresh, s.error, s.last_success) for s in exported], now, self.settings),
+            only=self.state_families)
+        late = tuple(exported[i].job_id for i in fresh if i not in pieces)
+        return RoundPieces(tuple(exported), [pieces[i] for i in sorted(pieces)], state, late)
+
+    def body(self, round_: RoundPieces, fmt: str, gzipped: bool, tail: list[Metric]) -> list[bytes]:
+        """The whole exposition: every job family, then ``tail`` (the exporter's own families)."""
+        state, jobs = round_.state[fmt], round_.jobs
         encoder = generate_openmetrics if fmt == OPENMETRICS else generate_latest
         end = encoder(FamiliesCollector(tail))
         if not gzipped:
@@ -128,13 +189,10 @@ class Renderer:
         member.add_text(end)
         return member.finish()
 
-    def _pieces(self, job_id: str, job: IngestionJob | RenderedJob, now: float) -> JobPieces:
-        if isinstance(job, RenderedJob):
-            if self.serves(job):
-                assert isinstance(job.pieces, JobPieces)
-                return job.pieces
+    def _kept(self, job_id: str, job: RenderedJob) -> JobPieces:
+        if not self.serves(job) or not isinstance(job.pieces, JobPieces):
             raise ValueError(f"job {job_id} was rendered for other metrics settings")
-        return self.render_data(job_id, job, now)
+        return job.pieces
 
     def _split(self, families: list[Metric], skip: Iterable[int] = (), only: Iterable[int] | None = None,
                ) -> dict[str, tuple[bytes, ...]]:

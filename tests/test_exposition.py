@@ -106,9 +106,9 @@ def test_joined_pieces_are_exactly_what_prometheus_client_writes(world, later):
     now = T0 + later  # the settled pieces were rendered earlier; nothing in them may depend on it
     for fmt in (TEXT, OPENMETRICS):
         expected = library(snapshots, now, metrics, fmt)
-        body = b"".join(renderer.body(held, now, fmt, False, tail()))
+        body = b"".join(renderer.body(renderer.render_round(held, now), fmt, False, tail()))
         assert body == expected
-        assert gzip.decompress(b"".join(renderer.body(held, now, fmt, True, tail()))) == expected
+        assert gzip.decompress(b"".join(renderer.body(renderer.render_round(held, now), fmt, True, tail()))) == expected
         assert series(body, fmt) == series(expected, fmt)
 
 
@@ -123,7 +123,7 @@ def test_settled_jobs_keep_no_records_and_every_family_stays_under_one_header():
     rendered = renderer.render_settled("ij-a", settled)
     assert isinstance(rendered, RenderedJob) and not hasattr(rendered, "records")
     snapshots = [JobSnapshot("ij-a", rendered, True), JobSnapshot("ij-b", running, True)]
-    text = b"".join(renderer.body(snapshots, T0, TEXT, False, tail())).decode()
+    text = b"".join(renderer.body(renderer.render_round(snapshots, T0), TEXT, False, tail())).decode()
     helps = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP")]
     assert len(helps) == len(set(helps))
     names = [line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")]
@@ -143,7 +143,7 @@ def test_promtool_finds_nothing_to_lint_in_a_joined_exposition(tmp_path):
                                               "created_at": STAMP.format(0, 0, 0), "processing_at": STAMP.format(0, 1, 0),
                                               "failed_at": STAMP.format(1, i, 0), "error_message": "bad\\file\n"}
                                              for i in range(5)]}), True) for n in range(4)]
-    body = b"".join(renderer.body(kept(renderer, world), T0, TEXT, False, tail()))
+    body = b"".join(renderer.body(renderer.render_round(kept(renderer, world), T0), TEXT, False, tail()))
     done = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -153,4 +153,4 @@ def test_pieces_rendered_for_other_settings_are_refused():
                      "file_records": []})
     rendered = Renderer(MetricsConfig()).render_settled("ij-a", job)
     with pytest.raises(ValueError):
-        Renderer(MetricsConfig(per_file=False)).body([JobSnapshot("ij-a", rendered, True)], T0, TEXT, False, [])
+        Renderer(MetricsConfig(per_file=False)).render_round([JobSnapshot("ij-a", rendered, True)], T0)
