@@ -23,9 +23,10 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.utils import floatToGoString
 
+from .cardinality import PER_FILE_RECENT, per_file_wanted
 from .config import MetricsConfig
 from .gzipstream import Chunk, GzipMember, deflate
-from .metrics import FamiliesCollector, build_job_families
+from .metrics import PER_FILE_FAMILY_NAMES, FamiliesCollector, build_job_families
 from .model import IngestionJob, JobSnapshot, RenderedJob
 
 TEXT, OPENMETRICS = "text", "openmetrics"
@@ -97,6 +98,10 @@ class Renderer:
         self._types = [family.type for family in probe]
         self.state_families = frozenset(i for i, family in enumerate(probe) if family.samples)
         self.sections = {TEXT: tuple(_text_sections(probe)), OPENMETRICS: tuple(_openmetrics_sections(probe))}
+        # The sections a kept job loses when metrics.per_file: recent stops giving it per-file series.
+        self._file_sections = {fmt: frozenset(i for i, section in enumerate(sections)
+                                              if probe[section.family].name in PER_FILE_FAMILY_NAMES)
+                               for fmt, sections in self.sections.items()}
 
     def render_data(self, job_id: str, job: IngestionJob, now: float, keep: bool = False) -> JobPieces:
         """The job's data series (every family but the state ones); ``keep``: deflate the long pieces."""
@@ -112,11 +117,16 @@ class Renderer:
                     for piece in lines[fmt])
         return JobPieces(lines, chunks)
 
-    def render_settled(self, job_id: str, job: IngestionJob) -> RenderedJob:
-        """What is kept of a settled job (asked for as ``job_id``): its series, rendered once, no records."""
-        # A settled job's series do not depend on the time (nothing is waiting or running).
-        pieces = self.render_data(job_id, job, 0.0, keep=True)
+    def render_settled(self, job_id: str, job: IngestionJob, now: float | None = None) -> RenderedJob:
+        """What is kept of a settled job (asked for as ``job_id``): its series, rendered once, no records.
+
+        ``now``: when it is kept; under ``metrics.per_file: recent`` a job past the window is kept
+        without per-file series. Without it, the job is kept as when it ended.
+        """
         ended_at = job.ended_at if job.ended_at is not None else job.created_at
+        # A settled job's series do not depend on the time (nothing is waiting or running), except
+        # whether it has per-file series: a scrape past metrics.per_file_window leaves them out.
+        pieces = self.render_data(job_id, job, ended_at if now is None else now, keep=True)
         return RenderedJob(job_id, job.status, job.created_at, ended_at, pieces, self.settings)
 
     def serves(self, job: RenderedJob) -> bool:
@@ -150,7 +160,7 @@ class Renderer:
                 pieces[i] = self.render_data(snap.job_id, snap.job, now)
         for i, snap in enumerate(snapshots):
             if isinstance(snap.job, RenderedJob):
-                pieces[i] = self._kept(snap.job_id, snap.job)
+                pieces[i] = self._kept(snap.job_id, snap.job, now)
         state = self._split(build_job_families(
             [JobSnapshot(s.job_id, None, s.fresh, s.error, s.last_success) for s in exported], now, self.settings),
             only=self.state_families)
@@ -189,10 +199,21 @@ class Renderer:
         member.add_text(end)
         return member.finish()
 
-    def _kept(self, job_id: str, job: RenderedJob) -> JobPieces:
+    def _kept(self, job_id: str, job: RenderedJob, now: float) -> JobPieces:
         if not self.serves(job) or not isinstance(job.pieces, JobPieces):
             raise ValueError(f"job {job_id} was rendered for other metrics settings")
+        settings = self.settings
+        if settings.per_file == PER_FILE_RECENT and \
+                not per_file_wanted(settings.per_file, settings.per_file_window, True, job.ended_at, now):
+            return self._without_files(job.pieces)
         return job.pieces
+
+    def _without_files(self, pieces: JobPieces) -> JobPieces:
+        lines = {fmt: tuple(b"" if i in self._file_sections[fmt] else piece for i, piece in enumerate(per_section))
+                 for fmt, per_section in pieces.lines.items()}
+        chunks = {fmt: tuple(None if i in self._file_sections[fmt] else chunk for i, chunk in enumerate(per_section))
+                  for fmt, per_section in pieces.chunks.items()}
+        return JobPieces(lines, chunks)
 
     def _split(self, families: list[Metric], skip: Iterable[int] = (), only: Iterable[int] | None = None,
                ) -> dict[str, tuple[bytes, ...]]:

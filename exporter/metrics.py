@@ -302,3 +302,7 @@ def _cut(text: str, limit: int) -> str:
 
 def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:
     return GaugeMetricFamily(_PREFIX + name, documentation, labels=labels)
+
+
+# The families a job has only when metrics.per_file gives it per-file series.
+PER_FILE_FAMILY_NAMES = frozenset(family.name for family in _FileFamilies.empty().all())

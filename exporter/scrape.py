@@ -55,7 +55,7 @@ WaitUntil = Callable[[Collection[Future], float], AbstractSet[Future]]
 class Keeper(Protocol):
     """Turns a settled job into what is kept of it (exposition.Renderer): rendered, without records."""
 
-    def render_settled(self, job_id: str, job: IngestionJob) -> RenderedJob: ...
+    def render_settled(self, job_id: str, job: IngestionJob, now: float | None = None) -> RenderedJob: ...
 
     def serves(self, job: RenderedJob) -> bool:
         """Whether ``job`` was rendered the way this keeper renders (same metrics settings)."""
@@ -308,7 +308,7 @@ class JobPoller:
         job = result.job
         if self._keeper is None or not isinstance(job, IngestionJob) or not job.is_settled:
             return result
-        return replace(result, job=self._keeper.render_settled(result.job_id, job))
+        return replace(result, job=self._keeper.render_settled(result.job_id, job, self._wall_clock()))
 
     def _serves(self, job: RenderedJob) -> bool:
         return self._keeper is not None and self._keeper.serves(job)

@@ -18,6 +18,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from exporter.cardinality import PER_FILE_POLICIES
 from exporter.config import MetricsConfig
 from exporter.exposition import OPENMETRICS, TEXT, Renderer
 from exporter.metrics import FamiliesCollector, build_job_families
@@ -63,9 +64,15 @@ def jobs(draw, job_id):
 
 @st.composite
 def worlds(draw):
-    metrics = MetricsConfig(per_file=draw(st.booleans()), per_file_limit=draw(st.integers(1, 5)),
+    names = st.sampled_from(["seekrflow_ingestion_file_.*", "seekrflow_ingestion_job_status",
+                             "seekrflow_ingestion_job_file_queue_wait_seconds", ".*scrape.*", "seekrflow_.*_info"])
+    allow = tuple(draw(st.lists(names, max_size=2)))
+    metrics = MetricsConfig(per_file=draw(st.sampled_from(PER_FILE_POLICIES)),
+                            per_file_window=draw(st.sampled_from([60.0, 3600.0, 1e9])),
+                            per_file_limit=draw(st.integers(1, 5)),
                             record_status_limit=draw(st.integers(0, 2)), error_text_limit=draw(st.integers(2, 8)),
-                            processing_duration_buckets=(1.0, 60.0, 1e6), queue_wait_buckets=(0.5, 300.0))
+                            processing_duration_buckets=(1.0, 60.0, 1e6), queue_wait_buckets=(0.5, 300.0),
+                            allow=allow, deny=() if allow else tuple(draw(st.lists(names, max_size=2))))
     snapshots = []
     for n in range(draw(st.integers(0, 5))):
         job_id = f'ij-{n}"\\' if n == 3 else f"ij-{n}"
@@ -153,4 +160,24 @@ def test_pieces_rendered_for_other_settings_are_refused():
                      "file_records": []})
     rendered = Renderer(MetricsConfig()).render_settled("ij-a", job)
     with pytest.raises(ValueError):
-        Renderer(MetricsConfig(per_file=False)).render_round([JobSnapshot("ij-a", rendered, True)], T0)
+        Renderer(MetricsConfig(per_file="none")).render_round([JobSnapshot("ij-a", rendered, True)], T0)
+
+
+def test_a_kept_job_loses_its_per_file_series_when_the_recent_window_passes():
+    metrics = MetricsConfig(per_file="recent", per_file_window=600.0)
+    job = parse_job({"id": "ij-a", "status": "failed", "created_at": STAMP.format(0, 0, 0), "output_files": [],
+                     "file_records": [{"record_id": "r1", "filename": "a.pdf", "status": "failed",
+                                       "created_at": STAMP.format(0, 0, 0), "processing_at": STAMP.format(0, 1, 0),
+                                       "failed_at": STAMP.format(0, 2, 0), "error_message": "bad scan"}]})
+    ended = job.ended_at
+    renderer = Renderer(metrics)
+    for kept_at in (ended + 1, None):
+        held = [JobSnapshot("ij-a", renderer.render_settled("ij-a", job, kept_at), True)]
+        for now, has_files in ((ended + 600, True), (ended + 601, False)):
+            for fmt in (TEXT, OPENMETRICS):
+                body = b"".join(renderer.body(renderer.render_round(held, now), fmt, False, tail()))
+                assert body == library([JobSnapshot("ij-a", job, True)], now, metrics, fmt)
+                assert (b"seekrflow_ingestion_file_error_info{" in body) is has_files
+    # Kept after the window: its per-file text is not held at all.
+    late = renderer.render_settled("ij-a", job, ended + 601)
+    assert b"bad scan" not in b"".join(late.pieces.lines[TEXT])
