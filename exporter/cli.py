@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from . import __version__
 from .address import parse_listen_address
 from .config import ApiConfig, Config, ConfigError, DataJobsConfig, load_config
-from .log import LEVELS, setup_logging
+from .log import FORMATS, LEVELS, redact, setup_logging
 from .runtime import Runtime
 from .selfmetrics import SelfMetrics
 from .server import ExporterServer
@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "read again for every connection")
     parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS),
                         help="log level (default: %(default)s)")
+    parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=list(FORMATS),
+                        help="log format on stderr: logfmt or one JSON object a line (default: %(default)s)")
     parser.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
                         help="allow POST /-/reload to re-read the configuration file (SIGHUP always does)")
     parser.add_argument("--config.check", dest="config_check", action="store_true",
@@ -55,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     if args.config_check:
         return _check_config(args.config_file)
     listen = args.listen_address or (f"127.0.0.1:{DEFAULT_PORT}" if args.demo else f":{DEFAULT_PORT}")
@@ -76,17 +78,25 @@ def main(argv: list[str] | None = None) -> int:
         simulator, config = _start_demo()
     else:
         try:
-            config = load_config(args.config_file)
+            config = _load_keeping_the_key_secret(args.config_file)
         except ConfigError as err:
             log.error("invalid configuration", extra={"fields": {"file": args.config_file, "err": str(err)}})
             return 1
-    load = None if args.demo else (lambda: load_config(args.config_file))
+    load = None if args.demo else (lambda: _load_keeping_the_key_secret(args.config_file))
     try:
         return _run(config, load, listen, (host, port), demo=simulator is not None, lifecycle=args.enable_lifecycle,
                     web_config=web_config)
     finally:
         if simulator is not None:
             simulator.stop()
+
+
+def _load_keeping_the_key_secret(path: str) -> Config:
+    """The configuration, its API key registered with the log so that no line can carry it (an
+    error message or a traceback that quotes a header, say)."""
+    config = load_config(path)
+    redact(config.api.api_key)
+    return config
 
 
 def _check_config(path: str) -> int:
@@ -107,6 +117,7 @@ def _start_demo():
     key = secrets.token_urlsafe(24)
     world = SimulatedWorld(jobs=6, files_per_job=15, seed=7, speed=1.0, started_at=time.time())
     simulator = SimulatorServer(world, api_key=key, data_jobs=SimulatedDataJobs(world, 3, seed=7))
+    redact(key)
     base_url = simulator.start("127.0.0.1", 0)
     config = Config(jobs=tuple(world.job_ids()), api=ApiConfig(base_url=base_url, api_key=key),
                     data_jobs=DataJobsConfig(enabled=True))

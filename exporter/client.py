@@ -8,7 +8,9 @@ contains the API key.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import threading
 import time
 from dataclasses import replace
 from datetime import timezone
@@ -24,6 +26,8 @@ from .datajob import DataJob, parse_data_job, parse_data_job_summary
 from .model import InvalidResponse, parse_job, parse_timestamp
 from .results import FetchResult, ListResult
 from .transport import BoundedSession, RequestFailed
+
+log = logging.getLogger("seekrflow_exporter.client")
 
 # The ``code`` of seekrflow_exporter_api_requests_total for a request that got no usable answer;
 # the others (redirect) count under the HTTP status they got.
@@ -107,6 +111,7 @@ class SeekrFlowClient:
         try:
             return self._get(url, endpoint, job_id, timeout, parse)
         except Exception as err:  # noqa: BLE001 - whatever the API sends, only this job may fail
+            _log_first_of_its_kind(err, job_id)
             return self._failed(job_id, endpoint, "internal_error",
                                 f"unexpected {type(err).__name__} while fetching", code="internal_error")
 
@@ -220,3 +225,22 @@ def _retry_after_header(header: str | None) -> float | None:
 
 def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "<redacted>") if secret else text
+
+
+_UNEXPECTED_SEEN: set[str] = set()
+_UNEXPECTED_LOCK = threading.Lock()
+
+
+def _log_first_of_its_kind(err: Exception, job_id: str) -> None:
+    """A bug met while fetching is logged with its traceback the first time its kind (type and the
+    line that raised) is seen; after that the job's "fetch failed" line (reason internal_error)
+    says it again without repeating the traceback on every scrape. The kinds are bounded by the code."""
+    frame = err.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    kind = f"{type(err).__qualname__}@{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else type(err).__qualname__
+    with _UNEXPECTED_LOCK:
+        if kind in _UNEXPECTED_SEEN:
+            return
+        _UNEXPECTED_SEEN.add(kind)
+    log.error("unexpected error while fetching", exc_info=err, extra={"fields": {"job_id": job_id}})

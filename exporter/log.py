@@ -1,28 +1,93 @@
-"""logfmt logging, the format Prometheus and its exporters write: ts=... level=... msg=... key=value."""
+"""Logging in the two formats Prometheus and its exporters write (``--log.format``): logfmt
+(``ts=... level=... msg=... key=value``, the default) or one JSON object a line.
+
+An unexpected error (a record with ``exc_info``) carries ``err`` (type and message) and ``trace``,
+the whole traceback; in logfmt the traceback's line breaks are escaped, so a record stays one line.
+Secrets the exporter holds (the API key) are registered with ``redact`` and replaced by
+``<redacted>`` wherever they would appear in a line: a message, a field, an error or a traceback.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import threading
 import time
+import traceback
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+FORMATS = ("logfmt", "json")
+REDACTED = "<redacted>"
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
                 logging.ERROR: "error", logging.CRITICAL: "error"}
+# Shorter secrets could match ordinary words of a log line; a real API key is far longer.
+_MIN_SECRET = 6
+
+
+class _Secrets:
+    """The secrets to keep out of the log. A reload may bring a new key: the old one stays listed
+    (it may still be in flight in an error being logged)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+
+    def add(self, secret: str | None) -> None:
+        if not secret or len(secret) < _MIN_SECRET:
+            return
+        with self._lock:
+            if secret not in self._secrets:
+                # Longest first: a secret that contains another is replaced whole.
+                self._secrets = tuple(sorted({*self._secrets, secret}, key=len, reverse=True))
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+
+_SECRETS = _Secrets()
+
+
+def redact(secret: str | None) -> None:
+    """Never write ``secret`` to the log (from now on, in every format)."""
+    _SECRETS.add(secret)
+
+
+def _fields(record: logging.LogRecord) -> list[tuple[str, object]]:
+    """What a record says, in order, secrets scrubbed: ts, level, msg, its fields, err, trace."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+    pairs: list[tuple[str, object]] = [("ts", f"{stamp}.{int(record.msecs):03d}Z"),
+                                       ("level", _LEVEL_NAMES.get(record.levelno, "info")),
+                                       ("msg", record.getMessage())]
+    pairs += list(getattr(record, "fields", {}).items())
+    if record.exc_info and record.exc_info[1] is not None:
+        err = record.exc_info[1]
+        pairs.append(("err", f"{type(err).__name__}: {err}"))
+        pairs.append(("trace", "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")))
+    return [(key, _scrub(value)) for key, value in pairs if value is not None]
+
+
+def _scrub(value: object) -> object:
+    # Numbers and booleans stay themselves (JSON keeps their type); anything else is text.
+    if isinstance(value, (bool, int, float)):
+        return value
+    return _SECRETS.scrub(str(value))
 
 
 class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        pairs = [("ts", f"{stamp}.{int(record.msecs):03d}Z"),
-                 ("level", _LEVEL_NAMES.get(record.levelno, "info")),
-                 ("msg", record.getMessage())]
-        pairs += list(getattr(record, "fields", {}).items())
-        if record.exc_info:
-            # Even an unexpected error stays on one line; the type and message are what matter.
-            err = record.exc_info[1]
-            pairs.append(("err", f"{type(err).__name__}: {err}"))
-        return " ".join(f"{key}={_value(val)}" for key, val in pairs if val is not None)
+        return " ".join(f"{key}={_value(val)}" for key, val in _fields(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, keys in logfmt's order; non-ASCII is escaped, so control and escape
+    characters from the network reach the terminal only as ``\\u`` escapes."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(dict(_fields(record)), ensure_ascii=True)
 
 
 def _value(value: object) -> str:
@@ -47,10 +112,12 @@ class _Escapes(dict):
 
 _ESCAPES = _Escapes({ord("\\"): "\\\\", ord('"'): '\\"', ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
 
+_FORMATTERS = {"logfmt": LogfmtFormatter, "json": JsonFormatter}
 
-def setup_logging(level: str) -> None:
+
+def setup_logging(level: str, fmt: str = "logfmt") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter())
+    handler.setFormatter(_FORMATTERS[fmt]())
     root = logging.getLogger("seekrflow_exporter")
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
