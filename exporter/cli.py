@@ -19,12 +19,13 @@ from .log import FORMATS, LEVELS, redact, setup_logging
 from .runtime import Runtime
 from .selfmetrics import SelfMetrics
 from .server import ExporterServer
-from .web import make_app
+from .web import OTHER_PAGES, make_app
 from .webconfig import WebConfigError, WebConfigSource, protect
 
 log = logging.getLogger("seekrflow_exporter")
 
 DEFAULT_PORT = 9878
+DEFAULT_TELEMETRY_PATH = "/metrics"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,9 +36,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--config.file", dest="config_file", default="config.yaml", metavar="PATH",
                         help="configuration file (default: %(default)s)")
-    parser.add_argument("--web.listen-address", dest="listen_address", default=None, metavar="HOST:PORT",
-                        help=f"address to serve metrics on (default: :{DEFAULT_PORT}; "
-                             f"127.0.0.1:{DEFAULT_PORT} with --demo)")
+    parser.add_argument("--web.listen-address", dest="listen_addresses", action="append", default=None,
+                        metavar="HOST:PORT",
+                        help=f"address to serve metrics on; repeat it to listen on several "
+                             f"(default: :{DEFAULT_PORT}; 127.0.0.1:{DEFAULT_PORT} with --demo)")
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default=DEFAULT_TELEMETRY_PATH,
+                        metavar="PATH", help="path under which to expose metrics (default: %(default)s)")
+    parser.add_argument("--web.disable-exporter-metrics", dest="disable_exporter_metrics", action="store_true",
+                        help="leave out the exporter process's own process_* series (CPU, memory, file "
+                             "descriptors); the seekrflow_* series stay")
     parser.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
                         help="TLS, basic auth and headers, in the Prometheus exporter-toolkit format; "
                              "read again for every connection")
@@ -60,11 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     if args.config_check:
         return _check_config(args.config_file)
-    listen = args.listen_address or (f"127.0.0.1:{DEFAULT_PORT}" if args.demo else f":{DEFAULT_PORT}")
-    try:
-        host, port = parse_listen_address(listen)
-    except ValueError as err:
-        log.error("invalid flag", extra={"fields": {"err": f"--web.listen-address {err}"}})
+    listens = args.listen_addresses or [f"127.0.0.1:{DEFAULT_PORT}" if args.demo else f":{DEFAULT_PORT}"]
+    addresses = []
+    for listen in listens:
+        try:
+            addresses.append((listen, parse_listen_address(listen)))
+        except ValueError as err:
+            log.error("invalid flag", extra={"fields": {"err": f"--web.listen-address {err}"}})
+            return 1
+    problem = telemetry_path_problem(args.telemetry_path)
+    if problem:
+        log.error("invalid flag", extra={"fields": {"err": f"--web.telemetry-path {problem}"}})
         return 1
     web_config = None
     if args.web_config_file:
@@ -84,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     load = None if args.demo else (lambda: _load_keeping_the_key_secret(args.config_file))
     try:
-        return _run(config, load, listen, (host, port), demo=simulator is not None, lifecycle=args.enable_lifecycle,
-                    web_config=web_config)
+        return _run(config, load, addresses, demo=simulator is not None, lifecycle=args.enable_lifecycle,
+                    web_config=web_config, telemetry_path=args.telemetry_path,
+                    exporter_metrics=not args.disable_exporter_metrics)
     finally:
         if simulator is not None:
             simulator.stop()
@@ -125,22 +139,37 @@ def _start_demo():
     return simulator, config
 
 
-def _run(config: Config, load, listen: str, address: tuple[str, int], demo: bool, lifecycle: bool,
-         web_config: WebConfigSource | None = None) -> int:
-    """``listen`` is the flag as given (for messages), ``address`` the (host, port) parsed from it."""
-    self_metrics = SelfMetrics()
+def telemetry_path_problem(path: str) -> str | None:
+    """Why ``path`` cannot serve the metrics, or None: an absolute path of its own."""
+    if not path.startswith("/") or any(char.isspace() or not char.isprintable() for char in path) or "?" in path:
+        return f"{path!r}: must be an absolute path like /metrics, without spaces or a query"
+    if path in OTHER_PAGES:
+        return f"{path!r}: is the path of another page ({', '.join(OTHER_PAGES)})"
+    return None
+
+
+def _run(config: Config, load, addresses: list[tuple[str, tuple[str, int]]], demo: bool, lifecycle: bool,
+         web_config: WebConfigSource | None = None, telemetry_path: str = DEFAULT_TELEMETRY_PATH,
+         exporter_metrics: bool = True) -> int:
+    """``addresses`` holds each --web.listen-address as given (for messages) and the (host, port)
+    parsed from it; one server listens on each, all serving the same pages."""
+    self_metrics = SelfMetrics(process_metrics=exporter_metrics)
     runtime = Runtime(config, self_metrics, load)
-    app = make_app(runtime, lifecycle)
+    app = make_app(runtime, lifecycle, telemetry_path)
     tls = None
     if web_config is not None:
         app = protect(app, web_config)
         tls = web_config.tls_context if web_config.tls_enabled else None
-    try:
-        server = ExporterServer(*address, app, self_metrics.connections_shed, tls=tls)
-    except OSError as err:
-        log.error("cannot listen", extra={"fields": {"address": listen, "err": err.strerror}})
-        runtime.close()
-        return 1
+    servers: list[ExporterServer] = []
+    for listen, address in addresses:
+        try:
+            servers.append(ExporterServer(*address, app, self_metrics.connections_shed, tls=tls))
+        except OSError as err:
+            log.error("cannot listen", extra={"fields": {"address": listen, "err": err.strerror}})
+            for server in servers:
+                server.server_close()
+            runtime.close()
+            return 1
 
     reloader = _Reloader(runtime, demo)
     # Signal handlers only note what was asked; the work happens outside them.
@@ -148,16 +177,17 @@ def _run(config: Config, load, listen: str, address: tuple[str, int], demo: bool
     signal.signal(signal.SIGTERM, _setting(stop, wake))
     signal.signal(signal.SIGINT, _setting(stop, wake))
     signal.signal(signal.SIGHUP, _setting(reload, wake))
-    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    thread.start()
-    host, port = str(server.server_address[0]), server.server_address[1]
-    shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
-    log.info("listening", extra={"fields": {
-        "address": f"{host}:{port}", "tls": tls is not None, "jobs": len(config.jobs),
-        "base_url": _shown_url(config.api.base_url),
-        "endpoint": config.api.path_template, "version": __version__}})
+    for number, server in enumerate(servers):
+        threading.Thread(target=server.serve_forever, name=f"http-{number}", daemon=True).start()
+        host, port = str(server.server_address[0]), server.server_address[1]
+        log.info("listening", extra={"fields": {
+            "address": f"[{host}]:{port}" if ":" in host else f"{host}:{port}", "tls": tls is not None,
+            "telemetry_path": telemetry_path, "jobs": len(config.jobs), "base_url": _shown_url(config.api.base_url),
+            "endpoint": config.api.path_template, "version": __version__}})
     if demo:
-        print(f"Exporter metrics: http://{shown_host}:{port}/metrics  (Ctrl-C to stop)", flush=True)
+        host, port = str(servers[0].server_address[0]), servers[0].server_address[1]
+        shown_host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        print(f"Exporter metrics: http://{shown_host}:{port}{telemetry_path}  (Ctrl-C to stop)", flush=True)
     while not stop.is_set():
         # A signal that lands on another thread only flags the main thread; a wait with no
         # timeout could sleep through it, so look again every half second.
@@ -167,8 +197,9 @@ def _run(config: Config, load, listen: str, address: tuple[str, int], demo: bool
             reload.clear()
             reloader.request()
     log.info("shutting down")
-    server.shutdown()
-    server.server_close()
+    for server in servers:
+        server.shutdown()
+        server.server_close()
     runtime.close()
     return 0
 

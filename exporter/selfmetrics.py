@@ -26,13 +26,16 @@ from .results import DiscoveryStatus, ScrapeResult
 class SelfMetrics:
     """The exporter's long-lived metrics; one set per process, kept across reloads."""
 
-    def __init__(self) -> None:
+    def __init__(self, process_metrics: bool = True) -> None:
+        """``process_metrics``: the exporter process's own process_* series (CPU, memory, file
+        descriptors), which --web.disable-exporter-metrics leaves out, as node_exporter does."""
         # Prometheus asks for OpenMetrics, which would otherwise add a *_created series to the counter.
         disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         # Counts reload outcomes: a body built before one is not served after it (collector.py).
         self.generation = 0
-        ProcessCollector(registry=self.registry)
+        if process_metrics:
+            ProcessCollector(registry=self.registry)
         build_info = Gauge("seekrflow_exporter_build_info", "Version of the exporter and of Python; always 1.",
                            ["version", "python_version"], registry=self.registry)
         build_info.labels(__version__, platform.python_version()).set(1)

@@ -136,12 +136,14 @@ class ExporterServer(WSGIServer):
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, read_timeout: float = READ_TIMEOUT,
                  monotonic: Callable[[], float] = time.monotonic):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # Before binding: a bind that fails calls server_close(), which sets it; the OSError then
+        # reaches the caller ("cannot listen") rather than an AttributeError.
+        self._stopped = threading.Event()
         super().__init__((host, port), _RequestHandler)
         self.set_app(app)
         self._tls = tls
         self._read_timeout = read_timeout
         self.connections = _Connections(max_connections, read_timeout, shed, monotonic)
-        self._stopped = threading.Event()
         threading.Thread(target=self._reap, name="http-reaper", daemon=True).start()
 
     def process_request(self, request, client_address) -> None:  # a TCP server: request is a socket

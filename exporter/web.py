@@ -34,10 +34,12 @@ class Reloadable(Protocol):
         ...
 
 
-def make_app(runtime: Reloadable, lifecycle: bool = False) -> Callable:
+def make_app(runtime: Reloadable, lifecycle: bool = False, telemetry_path: str = "/metrics") -> Callable:
     """``runtime`` gives the current ``collector`` and can ``reload()``; ``lifecycle``
     opens POST /-/reload, which, as in Prometheus, is off unless asked for: anyone who reaches the
-    port could otherwise make the exporter re-read its file and refetch every job."""
+    port could otherwise make the exporter re-read its file and refetch every job. The metrics are
+    served at ``telemetry_path`` (--web.telemetry-path), and only there."""
+    read_only = {telemetry_path: "", **_READ_ONLY}
 
     def app(environ, start_response):
         try:
@@ -49,15 +51,15 @@ def make_app(runtime: Reloadable, lifecycle: bool = False) -> Callable:
     def route(environ, start_response):
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
-        if path in _READ_ONLY and method not in ("GET", "HEAD"):
+        if path in read_only and method not in ("GET", "HEAD"):
             return _text(start_response, "405 Method Not Allowed", "Only GET or HEAD requests allowed\n",
                          extra=[("Allow", "GET, HEAD")])
-        if path in _READ_ONLY and method == "HEAD":
-            # The headers a GET would get, no body, and for /metrics no scrape: a HEAD costs nothing.
-            content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))[1] if path == "/metrics" else _READ_ONLY[path]
+        if path in read_only and method == "HEAD":
+            # The headers a GET would get, no body, and for the metrics no scrape: a HEAD costs nothing.
+            content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))[1] if path == telemetry_path else read_only[path]
             start_response("200 OK", [("Content-Type", content_type)])
             return []
-        if path == "/metrics":
+        if path == telemetry_path:
             return _metrics(runtime.collector, environ, start_response)
         if path == "/-/healthy":
             return _text(start_response, "200 OK", "Healthy\n")
@@ -68,15 +70,18 @@ def make_app(runtime: Reloadable, lifecycle: bool = False) -> Callable:
                 return _text(start_response, "403 Forbidden", "Lifecycle API is not enabled.\n")
             return _reload(runtime, environ, start_response)
         if path == "/":
-            return _text(start_response, "200 OK", _landing_page(runtime.collector.job_count), "text/html; charset=utf-8")
+            return _text(start_response, "200 OK", _landing_page(runtime.collector.job_count, telemetry_path),
+                         "text/html; charset=utf-8")
         return _text(start_response, "404 Not Found", "Not found\n")
 
     return app
 
 
-# The read-only pages and their content type (for /metrics it depends on Accept): GET and HEAD only.
-_READ_ONLY = {"/metrics": "", "/-/healthy": "text/plain; charset=utf-8",
-              "/-/ready": "text/plain; charset=utf-8", "/": "text/html; charset=utf-8"}
+# The read-only pages besides the metrics, and their content type: GET and HEAD only.
+_READ_ONLY = {"/-/healthy": "text/plain; charset=utf-8", "/-/ready": "text/plain; charset=utf-8",
+              "/": "text/html; charset=utf-8"}
+# The paths of the pages that are not the metrics: --web.telemetry-path may be none of them.
+OTHER_PAGES = ("/", "/-/healthy", "/-/ready", "/-/reload")
 
 
 def _reload(runtime: Reloadable, environ, start_response):
@@ -133,15 +138,16 @@ def _text(start_response, status: str, text: str, content_type: str = "text/plai
     return [body]
 
 
-def _landing_page(job_count: int) -> str:
+def _landing_page(job_count: int, telemetry_path: str) -> str:
     version = html.escape(__version__)
+    metrics = html.escape(telemetry_path, quote=True)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>SeekrFlow Exporter</title></head>
 <body>
 <h1>SeekrFlow Exporter</h1>
 <p>Version {version}. Exporting {job_count} ingestion job{'s' if job_count != 1 else ''}.</p>
 <ul>
-<li><a href="/metrics">Metrics</a></li>
+<li><a href="{metrics}">Metrics</a></li>
 <li><a href="/-/healthy">Health</a></li>
 <li><a href="/-/ready">Readiness</a></li>
 </ul>
