@@ -14,6 +14,14 @@ from concurrent.futures import Future
 from typing import Callable
 
 
+class TimedFuture(Future):
+    """A future that knows when its task started and ended (monotonic): a request running far
+    longer than the others answered in the same round is a straggler (scrape.py)."""
+
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
 class FetchPool:
     def __init__(self, workers: int, monotonic: Callable[[], float] = time.monotonic):
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
@@ -22,9 +30,9 @@ class FetchPool:
         for number in range(workers):
             threading.Thread(target=self._work, name=f"fetch-{number}", daemon=True).start()
 
-    def submit(self, fn: Callable, *args) -> Future:
+    def submit(self, fn: Callable, *args) -> TimedFuture:
         """A future of ``(started, fn(*args))``, ``started`` being the monotonic start time."""
-        future: Future = Future()
+        future = TimedFuture()
         self._tasks.put((fn, args, future))
         return future
 
@@ -39,7 +47,10 @@ class FetchPool:
             if not future.set_running_or_notify_cancel():
                 continue  # cancelled while it waited
             try:
-                started = self._monotonic()
-                future.set_result((started, fn(*args)))
+                started = future.started_at = self._monotonic()
+                result = fn(*args)
+                future.finished_at = self._monotonic()
+                future.set_result((started, result))
             except BaseException as err:  # noqa: BLE001 - handed to whoever waits on the future
+                future.finished_at = self._monotonic()
                 future.set_exception(err)

@@ -12,6 +12,13 @@
   it finds.
 - With data jobs on, the data jobs are fetched alongside (datajobwatch.py); their answers feed
   their ingestion jobs, which are then not fetched on their own in that round.
+- A round answers before the deadline when only stragglers are left: requests that have run more
+  than ``STRAGGLER_FACTOR`` (4) times as long as the slowest answer of the same round (or of the
+  latest round that had answers), and at least a quarter of the round's budget (at least 1 s), so
+  a job that is merely slow is not taken for a hung one. Their jobs keep
+  their last data (or show ``reason="timeout"`` if they have none); their answers, when they come,
+  serve a later round. With no answer to judge by, or a request still waiting for a worker, the
+  round waits on: nothing says they are hung.
 
 This module keeps the round, the lock, close and the hand-over on reload; each job's state is a
 ``JobState``, and the list reads are a ``JobList``.
@@ -33,8 +40,34 @@ from .datajobwatch import DataJobWatch, KnownDataJobs
 from .joblist import JobList, KnownList
 from .jobstate import JobState, KnownJob
 from .model import IngestionJob, JobSnapshot, RenderedJob
-from .pool import FetchPool
+from .pool import FetchPool, TimedFuture
 from .results import FetchResult, ListResult, ScrapeResult
+
+# A request is a straggler once it has run this many times longer than the slowest answer of its
+# round, and at least STRAGGLER_MIN_SECONDS; a round with only stragglers left answers at once.
+STRAGGLER_FACTOR = 4.0
+STRAGGLER_MIN_SECONDS = 1.0
+# ... and at least this share of the round's budget: a slow job is not taken for a hung one.
+STRAGGLER_BUDGET_SHARE = 0.25
+STRAGGLER_CHECK_EVERY = 0.1
+
+
+def _slowest_answer(done: AbstractSet[Future]) -> float | None:
+    """How long the slowest of these answered requests took; None if none has timing."""
+    taken = [f.finished_at - f.started_at for f in done
+             if isinstance(f, TimedFuture) and f.started_at is not None and f.finished_at is not None]
+    return max(taken, default=None)
+
+
+def _only_stragglers(pending: AbstractSet[Future], slowest: float | None, now: float, floor: float) -> bool:
+    """Whether every request still pending has started and run far past ``slowest`` (the slowest
+    answer of this round, or of the last round that had answers). Without any answer to judge by,
+    or with a request still waiting for a worker (it may yet answer quickly), the round waits on."""
+    if slowest is None:
+        return False
+    limit = max(STRAGGLER_FACTOR * slowest, floor)
+    return all(isinstance(f, TimedFuture) and f.started_at is not None and now - f.started_at > limit
+               for f in pending)
 
 
 @dataclass(frozen=True)
@@ -94,6 +127,7 @@ class JobPoller:
         self._data = (DataJobWatch(data_jobs, discovery or DiscoveryConfig())
                       if data_jobs is not None and data_jobs.active else None)
         self._refresh_lock = threading.Lock()
+        self._slowest_answer: float | None = None  # of the latest round with answers: what "slow" means
         self._closed = False
         self._previous: JobPoller | None = None
         self._refreshed_at: float | None = None
@@ -256,7 +290,8 @@ class JobPoller:
                                                  self._settings.finished_job_refresh):
                 self._submit(pool, self._data.states[job_id], data_submitted, self._client.fetch_data_job)
         # Ready means parsed (and rendered) by the deadline: a later one waits for the next round.
-        done = {future for future in self._wait_until(list(submitted) + list(data_submitted), deadline)
+        done = {future for future in self._wait_for_answers(list(submitted) + list(data_submitted), deadline,
+                                                                 deadline - now)
                 if future.result()[1][1] <= deadline}
         # Data jobs first: their answers feed their ingestion jobs, which the jobs' own answers
         # (ordered by when each request started) may then replace.
@@ -290,6 +325,25 @@ class JobPoller:
             data_jobs = self._data.snapshots(now, self._settings.serve_stale_for)
             data_job_discovery = None if self._data.job_list is None else self._data.job_list.status
         self._result = ScrapeResult(snapshots, self._api_up, discovery, data_jobs, data_job_discovery)
+
+    def _wait_for_answers(self, futures: list[Future], deadline: float, budget: float) -> AbstractSet[Future]:
+        """The futures done by ``deadline``; sooner once only stragglers are left (module docstring)."""
+        floor = max(STRAGGLER_MIN_SECONDS, STRAGGLER_BUDGET_SHARE * budget)
+        pending: set[Future] = set(futures)
+        done: set[Future] = set()
+        while pending:
+            now = self._monotonic()
+            if now >= deadline:
+                break
+            newly = self._wait_until(pending, min(deadline, now + STRAGGLER_CHECK_EVERY))
+            done |= newly
+            pending -= newly
+            slowest = _slowest_answer(done)
+            if slowest is not None:
+                self._slowest_answer = slowest
+            if pending and _only_stragglers(pending, self._slowest_answer, self._monotonic(), floor):
+                break
+        return done
 
     def _wait_in_real_time(self, futures: Collection[Future], deadline: float) -> AbstractSet[Future]:
         return wait(futures, timeout=max(deadline - self._monotonic(), 0.0)).done

@@ -5,6 +5,7 @@ where memory is the point, a bound on the exporter process's peak RSS read from 
 """
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -247,3 +248,34 @@ def test_oversized_record_ids_are_cut_and_the_exposition_stays_small():
     ids = {dict(k)["record_id"] for k in series(got, "seekrflow_ingestion_file_info", job_id="ij-big")}
     assert ids == {f"{i:03d}" + "r" * 196 + "…" for i in range(500)}
     assert len(text.encode()) < 500_000
+
+
+# --- a hung job does not hold every scrape to its deadline -------------------------------------
+
+
+def test_a_scrape_answers_early_when_only_a_hung_request_is_left():
+    release = threading.Event()
+
+    def hung(ex: Exchange) -> None:
+        release.wait(timeout=120)
+        good()(ex)
+
+    behaviours = {"ij-hung": hung, **{f"ij-{n}": good() for n in range(3)}}
+    try:
+        with HostileAPI(behaviours) as api:
+            config = {"api": {"base_url": api.url, "timeout": "60s"}, "jobs": list(behaviours),
+                      "scrape": {"timeout": "60s", "cache_ttl": "0s"}}
+            with ExporterProcess(config, KEY) as exporter:
+                header = {"X-Prometheus-Scrape-Timeout-Seconds": "20"}
+                first = parse_exposition(exporter.scrape(header).text)
+                second = parse_exposition(exporter.scrape(header).text)
+                asked = len(api.requests_for("ij-hung"))
+    finally:
+        release.set()
+    for got in (first, second):
+        assert value(got, "seekrflow_exporter_scrape_timeout_seconds") == 19.5
+        # The straggler rule: 4 x the slowest answer, at least 1 s; far from the 19.5 s budget.
+        assert value(got, "seekrflow_exporter_scrape_duration_seconds") < 10
+        assert value(got, "seekrflow_ingestion_job_scrape_error_info", job_id="ij-hung", reason="timeout") == 1
+        assert all(value(got, "seekrflow_ingestion_job_scrape_success", job_id=f"ij-{n}") == 1 for n in range(3))
+    assert asked == 1  # the second scrape waited for the same request, it did not send another
