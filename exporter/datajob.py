@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .config import JOB_ID_PATTERN
 from .model import (
     DEFAULT_TERMINAL_RECORD_STATUSES,
     UNKNOWN_STATUS,
@@ -50,6 +51,12 @@ class DataJob:
     def is_settled(self) -> bool:
         """Finished, and every nested ingestion job settled: nothing here changes any more."""
         return self.is_finished and all(job.is_settled for job in self.ingestion_jobs)
+
+    @property
+    def watchable_ingestion_jobs(self) -> tuple[IngestionJob, ...]:
+        """The nested ingestion jobs whose IDs could be configured: only those become label values
+        and, while the data job fails, request paths; the others are left out."""
+        return tuple(job for job in self.ingestion_jobs if JOB_ID_PATTERN.fullmatch(job.id))
 
     @property
     def ended_at(self) -> float | None:

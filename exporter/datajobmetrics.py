@@ -65,7 +65,7 @@ def build_data_job_families(snapshots: Iterable[JobSnapshot], settings: MetricsC
         for state, count in status_counts(data_job.file_statuses, settings.record_status_limit):
             files.add_metric([job_id, state], float(count))
         seen = set()
-        for nested in data_job.ingestion_jobs:
+        for nested in data_job.watchable_ingestion_jobs:
             if nested.id not in seen:
                 seen.add(nested.id)
                 links.add_metric([nested.id, job_id], 1.0)

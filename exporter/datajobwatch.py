@@ -123,4 +123,4 @@ class DataJobWatch:
 
 
 def _nested(data_job: object) -> tuple:
-    return data_job.ingestion_jobs if isinstance(data_job, DataJob) else ()
+    return data_job.watchable_ingestion_jobs if isinstance(data_job, DataJob) else ()

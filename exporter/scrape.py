@@ -374,7 +374,7 @@ class JobPoller:
         wall_now, now = self._wall_clock(), self._monotonic()
         state.apply(started, result, wall_now, now)
         if isinstance(result.job, DataJob) and state.job is result.job:
-            for nested in result.job.ingestion_jobs:
+            for nested in result.job.watchable_ingestion_jobs:
                 self._states.setdefault(nested.id, JobState(nested.id)).apply(
                     started, self._kept(FetchResult(nested.id, nested, http_status=200)), wall_now, now, from_list=True)
 

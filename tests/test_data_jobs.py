@@ -287,3 +287,16 @@ def test_a_reload_keeps_the_data_jobs_and_their_ingestion_jobs(world):
         assert simulator.job_requests == {started: 1, ready: 2}
     assert [(s.job_id, s.fresh) for s in second.data_jobs] == [(s.job_id, s.fresh) for s in first.data_jobs]
     assert {s.job_id for s in second.snapshots} == set(world.job_ids())
+
+
+def test_nested_ingestion_jobs_with_ids_that_could_not_be_configured_are_left_out():
+    body = {"id": "dj-1", "name": "n", "job_type": "t", "created_at": "2026-01-15T14:30:00Z",
+            "updated_at": "2026-01-15T14:30:00Z", "status": "file_processing",
+            "ingestion_jobs": [{"id": job_id, "status": "running", "created_at": "2026-01-15T14:30:00Z",
+                                "updated_at": "2026-01-15T14:30:00Z", "records": []}
+                               for job_id in ("ij-ok", "ij/../../x", "x" * 300, "ij-2\n")]}
+    data_job = parse_data_job(body)
+    assert [job.id for job in data_job.watchable_ingestion_jobs] == ["ij-ok"]
+    got = samples_of(build_data_job_families([JobSnapshot("dj-1", data_job, True)], MetricsConfig()))
+    assert series(got, "seekrflow_ingestion_job_info") == {
+        frozenset({("job_id", "ij-ok"), ("data_job_id", "dj-1")}): 1.0}
