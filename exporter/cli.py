@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -19,6 +20,7 @@ from .log import FORMATS, LEVELS, redact, setup_logging
 from .runtime import Runtime
 from .selfmetrics import SelfMetrics
 from .server import ExporterServer
+from .sharding import Shard, ordinal_of
 from .web import OTHER_PAGES, make_app
 from .webconfig import WebConfigError, WebConfigSource, protect
 
@@ -58,6 +60,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="validate the configuration file, print the verdict and exit 0 (valid) or 1")
     parser.add_argument("--demo", action="store_true",
                         help="run the built-in SeekrFlow API simulator and export its jobs; no key or config needed")
+    parser.add_argument("--shard", dest="shard", type=int, default=None, metavar="N",
+                        help="serve only the jobs of shard N (0 to --total-shards - 1); default 0")
+    parser.add_argument("--total-shards", dest="total_shards", type=int, default=1, metavar="M",
+                        help="split the jobs into M shards by a hash of their ID, one exporter each (default: 1)")
+    parser.add_argument("--shard-from-pod-name", dest="shard_from_pod_name", action="store_true",
+                        help="take the shard from the ordinal ending the pod name (POD_NAME, else HOSTNAME), "
+                             "as a StatefulSet names its pods: seekrflow-exporter-2 serves shard 2")
     parser.add_argument("--version", action="version", version=f"seekrflow-exporter {__version__}")
     return parser.parse_args(argv)
 
@@ -79,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         log.error("invalid flag", extra={"fields": {"err": f"--web.telemetry-path {problem}"}})
         return 1
+    try:
+        shard = _shard(args)
+    except ValueError as err:
+        log.error("invalid flag", extra={"fields": {"err": str(err)}})
+        return 1
     web_config = None
     if args.web_config_file:
         try:
@@ -99,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(config, load, addresses, demo=simulator is not None, lifecycle=args.enable_lifecycle,
                     web_config=web_config, telemetry_path=args.telemetry_path,
-                    exporter_metrics=not args.disable_exporter_metrics)
+                    exporter_metrics=not args.disable_exporter_metrics, shard=shard)
     finally:
         if simulator is not None:
             simulator.stop()
@@ -111,6 +125,15 @@ def _load_keeping_the_key_secret(path: str) -> Config:
     config = load_config(path)
     redact(config.api.api_key)
     return config
+
+
+def _shard(args: argparse.Namespace) -> Shard:
+    if args.shard_from_pod_name:
+        if args.shard is not None:
+            raise ValueError("--shard and --shard-from-pod-name exclude each other")
+        pod_name = os.environ.get("POD_NAME") or os.environ.get("HOSTNAME") or ""
+        return Shard(ordinal_of(pod_name), args.total_shards)
+    return Shard(args.shard or 0, args.total_shards)
 
 
 def _check_config(path: str) -> int:
@@ -150,11 +173,13 @@ def telemetry_path_problem(path: str) -> str | None:
 
 def _run(config: Config, load, addresses: list[tuple[str, tuple[str, int]]], demo: bool, lifecycle: bool,
          web_config: WebConfigSource | None = None, telemetry_path: str = DEFAULT_TELEMETRY_PATH,
-         exporter_metrics: bool = True) -> int:
+         exporter_metrics: bool = True, shard: Shard = Shard()) -> int:
     """``addresses`` holds each --web.listen-address as given (for messages) and the (host, port)
     parsed from it; one server listens on each, all serving the same pages."""
-    self_metrics = SelfMetrics(process_metrics=exporter_metrics)
-    runtime = Runtime(config, self_metrics, load)
+    self_metrics = SelfMetrics(process_metrics=exporter_metrics, shard=shard)
+    runtime = Runtime(config, self_metrics, load, shard)
+    if shard.sharded:
+        log.info("serving one shard of the jobs", extra={"fields": {"shard": shard.index, "total_shards": shard.total}})
     app = make_app(runtime, lifecycle, telemetry_path)
     tls = None
     if web_config is not None:

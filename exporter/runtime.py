@@ -22,6 +22,7 @@ from .exposition import Renderer
 from .pool import FetchPool
 from .scrape import JobPoller
 from .selfmetrics import SelfMetrics
+from .sharding import Shard
 
 log = logging.getLogger("seekrflow_exporter.runtime")
 
@@ -34,9 +35,12 @@ class _Built:
 
 
 class Runtime:
-    def __init__(self, config: Config, self_metrics: SelfMetrics, load: Callable[[], Config] | None):
-        """``load`` re-reads the configuration; None when there is nothing to re-read (--demo)."""
+    def __init__(self, config: Config, self_metrics: SelfMetrics, load: Callable[[], Config] | None,
+                 shard: Shard = Shard()):
+        """``load`` re-reads the configuration; None when there is nothing to re-read (--demo).
+        ``shard``: the share of the jobs this exporter serves (--shard, --total-shards)."""
         self._self_metrics = self_metrics
+        self._shard = shard
         self._load = load
         self._lock = threading.Lock()
         # One set of workers for every poller, so a reload never adds requests in flight.
@@ -83,7 +87,7 @@ class Runtime:
         client = SeekrFlowClient(config.api, self._self_metrics.api_requests)
         renderer = Renderer(config.metrics)
         poller = JobPoller(config.jobs, client, config.scrape, config.api, config.discovery, data_jobs=config.data_jobs,
-                           pool=self._pool, keeper=renderer)
+                           pool=self._pool, keeper=renderer, shard=self._shard)
         collector = ScrapeCollector(poller, renderer, config.scrape.timeout, self._self_metrics)
         return _Built(config, poller, collector)
 

@@ -42,6 +42,7 @@ from .jobstate import JobState, KnownJob
 from .model import IngestionJob, JobSnapshot, RenderedJob
 from .pool import FetchPool, TimedFuture
 from .results import FetchResult, ListResult, ScrapeResult
+from .sharding import Shard
 
 # A request is a straggler once it has run this many times longer than the slowest answer of its
 # round, and at least STRAGGLER_MIN_SECONDS; a round with only stragglers left answers at once.
@@ -102,14 +103,16 @@ class JobPoller:
                  monotonic: Callable[[], float] = time.monotonic,
                  wait_until: WaitUntil | None = None,
                  data_jobs: DataJobsConfig | None = None, pool: FetchPool | None = None,
-                 keeper: Keeper | None = None):
+                 keeper: Keeper | None = None, shard: Shard = Shard()):
         """``wait_until`` goes with ``monotonic``: a clock that is not real time brings one that lets
         a round's deadline come when that clock says (by default, real time on ``monotonic``).
 
         ``pool``: the workers, shared with the pollers before and after a reload so that requests
         in flight never exceed ``api.max_concurrency`` whatever the reloads; by default the poller
         has workers of its own, shut down with it."""
-        self._configured = tuple(job_ids)
+        # Sharded, this poller watches only its own jobs, configured or found (sharding.py).
+        self._shard = shard
+        self._configured = tuple(job_id for job_id in job_ids if shard.owns(job_id))
         self._client = client
         self._settings = settings
         self._request_timeout = api.request_timeout
@@ -139,9 +142,11 @@ class JobPoller:
         """The configured jobs, then the discovered ones, then those of the watched data jobs."""
         ids = dict.fromkeys(self._configured)
         if self._job_list is not None:
-            ids.update(dict.fromkeys(self._job_list.job_ids))
+            ids.update(dict.fromkeys(j for j in self._job_list.job_ids if self._shard.owns(j)))
         if self._data is not None:
-            ids.update(dict.fromkeys(job_id for job_id, _ in self._data.links()))
+            # A data job's ingestion jobs go with it, to the data job's shard.
+            ids.update(dict.fromkeys(job_id for job_id, data_job_id in self._data.links()
+                                     if self._shard.owns(data_job_id)))
         return tuple(ids)
 
     @property
@@ -257,7 +262,8 @@ class JobPoller:
             if self._data.job_list is not None:
                 data_listing = self._data.job_list.request(
                     now, lambda: pool.submit(self._client.list_data_jobs, self._request_timeout))
-            data_due = [s for s in self._data.watched_states() if s.is_due(now, self._settings.finished_job_refresh)]
+            data_due = [s for s in self._data.watched_states()
+                        if self._shard.owns(s.job_id) and s.is_due(now, self._settings.finished_job_refresh)]
             for state in data_due:
                 self._submit(pool, state, data_submitted, self._client.fetch_data_job)
             covered = self._data.covered(data_due)
@@ -288,7 +294,8 @@ class JobPoller:
             key_accepted = key_accepted or listed.key_accepted
             for job_id in self._data.accept_list(started, listed, self._monotonic(), self._wall_clock(),
                                                  self._settings.finished_job_refresh):
-                self._submit(pool, self._data.states[job_id], data_submitted, self._client.fetch_data_job)
+                if self._shard.owns(job_id):
+                    self._submit(pool, self._data.states[job_id], data_submitted, self._client.fetch_data_job)
         # Ready means parsed (and rendered) by the deadline: a later one waits for the next round.
         done = {future for future in self._wait_for_answers(list(submitted) + list(data_submitted), deadline,
                                                                  deadline - now)
@@ -322,7 +329,8 @@ class JobPoller:
         data_jobs: tuple[JobSnapshot, ...] = ()
         data_job_discovery = None
         if self._data is not None:
-            data_jobs = self._data.snapshots(now, self._settings.serve_stale_for)
+            data_jobs = tuple(s for s in self._data.snapshots(now, self._settings.serve_stale_for)
+                              if self._shard.owns(s.job_id))
             data_job_discovery = None if self._data.job_list is None else self._data.job_list.status
         self._result = ScrapeResult(snapshots, self._api_up, discovery, data_jobs, data_job_discovery)
 

@@ -21,12 +21,13 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from . import __version__
 from .results import DiscoveryStatus, ScrapeResult
+from .sharding import Shard
 
 
 class SelfMetrics:
     """The exporter's long-lived metrics; one set per process, kept across reloads."""
 
-    def __init__(self, process_metrics: bool = True) -> None:
+    def __init__(self, process_metrics: bool = True, shard: Shard = Shard()) -> None:
         """``process_metrics``: the exporter process's own process_* series (CPU, memory, file
         descriptors), which --web.disable-exporter-metrics leaves out, as node_exporter does."""
         # Prometheus asks for OpenMetrics, which would otherwise add a *_created series to the counter.
@@ -39,6 +40,11 @@ class SelfMetrics:
         build_info = Gauge("seekrflow_exporter_build_info", "Version of the exporter and of Python; always 1.",
                            ["version", "python_version"], registry=self.registry)
         build_info.labels(__version__, platform.python_version()).set(1)
+        # As kube-state-metrics does: which share of the jobs this exporter serves.
+        Gauge("seekrflow_exporter_shard_ordinal", "The shard this exporter serves (--shard), 0 when not sharded.",
+              registry=self.registry).set(shard.index)
+        Gauge("seekrflow_exporter_total_shards", "Shards the jobs are split into (--total-shards), 1 when not sharded.",
+              registry=self.registry).set(shard.total)
         self.api_requests = Counter("seekrflow_exporter_api_requests",
                                     "Requests sent to the SeekrFlow API, by endpoint and outcome.",
                                     ["endpoint", "code"], registry=self.registry)

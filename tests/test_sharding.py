@@ -1,0 +1,127 @@
+"""Sharding: each job belongs to exactly one shard, and three shards scraped by a real Prometheus
+add up to exactly what one unsharded exporter gives."""
+
+import contextlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter.sharding import Shard, fnv1a_64, ordinal_of
+from exporter.simulator import SimulatedWorld, SimulatorServer
+from harness import ROOT, ExporterProcess
+from metric_samples import parse_exposition, series, value
+from promstack import PrometheusServer
+
+KEY = "sk-test-shards-77e0"
+RULES = sorted((Path(ROOT) / "prometheus" / "rules").glob("*.rules.yml"))
+
+
+def test_fnv1a_64_is_the_published_function():
+    assert fnv1a_64(b"") == 0xCBF29CE484222325
+    assert fnv1a_64(b"a") == 0xAF63DC4C8601EC8C
+    assert fnv1a_64(b"foobar") == 0x85944171F73967E8
+
+
+def test_every_job_belongs_to_exactly_one_shard_and_the_split_is_even():
+    ids = [f"ij-{n:05d}-{'x' * (n % 7)}" for n in range(3000)]
+    shards = [Shard(i, 3) for i in range(3)]
+    owners = [[s.index for s in shards if s.owns(job_id)] for job_id in ids]
+    assert all(len(found) == 1 for found in owners)
+    sizes = [sum(1 for found in owners if found == [i]) for i in range(3)]
+    assert min(sizes) > 900  # 1000 each on average
+    assert all(Shard(0, 1).owns(job_id) for job_id in ids)
+
+
+@pytest.mark.parametrize("name, ordinal", [("seekrflow-exporter-0", 0), ("seekrflow-exporter-12", 12),
+                                           ("a-b-3\n", 3)])
+def test_the_ordinal_ends_the_pod_name(name, ordinal):
+    assert ordinal_of(name) == ordinal
+
+
+@pytest.mark.parametrize("args, env, error", [
+    (["--shard", "3", "--total-shards", "3"], {}, "--shard must be between 0 and --total-shards - 1 (2), got 3"),
+    (["--total-shards", "0"], {}, "--total-shards must be between 1 and 1000, got 0"),
+    (["--shard-from-pod-name", "--total-shards", "2"], {"POD_NAME": "exporter"},
+     "cannot take a shard from pod name 'exporter': it must end in -<ordinal>"),
+    (["--shard-from-pod-name", "--shard", "1", "--total-shards", "2"], {}, "--shard and --shard-from-pod-name exclude"),
+])
+def test_a_bad_shard_flag_stops_startup_with_one_line(tmp_path, args, env, error):
+    config = tmp_path / "config.yaml"
+    config.write_text("jobs: [ij-1]\n")
+    done = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(config), *args],
+                          cwd=ROOT, env={"SEEKR_API_KEY": "k", "PATH": "/usr/bin:/bin", **env},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and error in lines[0], done.stderr
+
+
+def frozen_world(jobs: int, now: float) -> dict[str, dict]:
+    """Job bodies frozen at one moment: every exporter sees exactly the same numbers."""
+    world = SimulatedWorld(jobs=jobs, files_per_job=12, seed=21, failure_rate=0.25, started_at=now - 120)
+    return {job_id: world.job_response(job_id, now) for job_id in world.job_ids()}
+
+
+def prometheus_for(stack, *exporters):
+    scrape = {"job_name": "seekrflow", "scrape_interval": "1s", "scrape_timeout": "1s",
+              "static_configs": [{"targets": [e.url.removeprefix("http://") for e in exporters]}]}
+    prometheus = stack.enter_context(PrometheusServer(scrape_configs=[scrape], rule_files=RULES))
+    prometheus.wait_for('up{job="seekrflow"} == 1', lambda rows: len(rows) == len(exporters))
+    return prometheus
+
+
+def recorded(prometheus, names):
+    """Every recording rule's series, by its labels without the scrape target's."""
+    out = {}
+    for name in names:
+        for row in prometheus.query(name):
+            labels = tuple(sorted((k, v) for k, v in row["metric"].items() if k not in ("instance",)))
+            out[labels] = round(float(row["value"][1]), 9)
+    return out
+
+
+@pytest.mark.slow
+def test_three_shards_add_up_to_exactly_one_unsharded_exporter():
+    bodies = frozen_world(15, time.time())
+    config = {"discovery": {"enabled": True}, "jobs": []}
+    with contextlib.ExitStack() as stack:
+        api = stack.enter_context(SimulatorServer(SimulatedWorld(jobs=0), KEY, fixtures=bodies))
+        config["api"] = {"base_url": api.url}
+        single = stack.enter_context(ExporterProcess(config, KEY))
+        shards = [stack.enter_context(ExporterProcess(config, KEY, extra_args=["--shard", str(i), "--total-shards", "3"]))
+                  for i in range(2)]
+        # The third takes its shard from its pod name, as in a StatefulSet.
+        shards.append(stack.enter_context(ExporterProcess(
+            config, KEY, extra_args=["--shard-from-pod-name", "--total-shards", "3"],
+            env={"POD_NAME": "seekrflow-exporter-2"})))
+
+        served = []
+        for index, exporter in enumerate(shards):
+            got = parse_exposition(exporter.scrape().text)
+            assert value(got, "seekrflow_exporter_shard_ordinal") == index
+            assert value(got, "seekrflow_exporter_total_shards") == 3
+            served.append({dict(k)["job_id"] for k in series(got, "seekrflow_ingestion_job_scrape_success")})
+        everything = parse_exposition(single.scrape().text)
+        assert value(everything, "seekrflow_exporter_total_shards") == 1
+        all_jobs = {dict(k)["job_id"] for k in series(everything, "seekrflow_ingestion_job_scrape_success")}
+        assert all_jobs == set(bodies)
+        assert sum(len(jobs) for jobs in served) == len(all_jobs) and set().union(*served) == all_jobs
+        assert all(served)  # 15 jobs: every shard has some
+
+        one = prometheus_for(stack, single)
+        three = prometheus_for(stack, *shards)
+        names = sorted({line.split("record:")[1].strip() for path in RULES for line in path.read_text().splitlines()
+                        if line.strip().startswith("- record:")})
+        # The rules evaluate every second; the rates need two scrapes. Wait until both have them all.
+        for prometheus in (one, three):
+            prometheus.wait_for("job_id:seekrflow_ingestion_job_files_finished:per_minute5m",
+                                lambda rows: len(rows) == len(all_jobs))
+            prometheus.wait_for(":seekrflow_ingestion_job_files_finished:per_minute5m")
+        assert recorded(three, names) == recorded(one, names)
+        totals = {"sum(seekrflow_ingestion_job_files)", "count(seekrflow_ingestion_job_status == 1)",
+                  "sum(seekrflow_ingestion_job_file_processing_duration_seconds_gcount)"}
+        for expr in totals:
+            assert three.query(expr)[0]["value"][1] == one.query(expr)[0]["value"][1], expr
