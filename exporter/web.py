@@ -58,7 +58,7 @@ def make_app(runtime: Reloadable, lifecycle: bool = False, telemetry_path: str =
             # The headers a GET would get, no body, and for the metrics no scrape: a HEAD costs nothing.
             content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))[1] if path == telemetry_path else read_only[path]
             start_response("200 OK", [("Content-Type", content_type)])
-            return []
+            return _no_body()
         if path == telemetry_path:
             return _metrics(runtime.collector, environ, start_response)
         if path == "/-/healthy":
@@ -82,6 +82,12 @@ _READ_ONLY = {"/-/healthy": "text/plain; charset=utf-8", "/-/ready": "text/plain
               "/": "text/html; charset=utf-8"}
 # The paths of the pages that are not the metrics: --web.telemetry-path may be none of them.
 OTHER_PAGES = ("/", "/-/healthy", "/-/ready", "/-/reload")
+
+
+def _no_body():
+    # A generator, not a list: wsgiref would take an empty list for a body of 0 bytes and say
+    # Content-Length: 0, which a HEAD must not claim for a page that has a body.
+    yield b""
 
 
 def _reload(runtime: Reloadable, environ, start_response):

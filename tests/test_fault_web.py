@@ -91,11 +91,36 @@ def test_a_thousand_idle_connections_leave_room_for_a_scrape(exporter):
         for sock in idle:
             sock.close()
     assert value(got, "seekrflow_ingestion_job_scrape_success", job_id="ij-1") == 1
-    # 512 fit; each of the 488 others, and the scrape, made room by closing the oldest idle one.
-    assert value(got, "seekrflow_exporter_http_connections_shed_total", reason="idle") == 489
+    # 512 fit; the others and the scrape made room by closing the oldest idle ones, unless the
+    # 10 s read deadline closed some first (on a busy machine accepting 1,000 takes a while): the
+    # exact count is pinned on a clock that stands still in the test below.
+    shed = value(got, "seekrflow_exporter_http_connections_shed_total", reason="idle")
+    assert 0 <= shed <= 489
     assert value(got, "seekrflow_exporter_http_connections_shed_total", reason="full") == 0
     assert peak < 250, f"peak RSS {peak:.0f} MiB"
-    wait_until(lambda: "connection limit reached" in exporter._stderr_path.read_text(), what="the shed log line")
+    if shed:
+        wait_until(lambda: "connection limit reached" in exporter._stderr_path.read_text(),
+                   what="the shed log line")
+
+
+@pytest.mark.slow
+def test_at_the_cap_each_new_connection_closes_the_oldest_idle_one():
+    """On a clock that stands still no read deadline passes: the count is exact."""
+    with InProcess(hello, monotonic=lambda: 1000.0) as server:
+        idle = []
+        try:
+            for _ in range(1000):
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+                sock.sendall(b"GET / HTTP/1.0\r\n")
+                idle.append(sock)
+            wait_until(lambda: shed_values(server.shed) == {"idle": 488.0}, timeout=60,
+                       what="the server to accept every connection")
+            answer = raw(server.port, b"GET / HTTP/1.0\r\n\r\n", timeout=60)
+        finally:
+            for sock in idle:
+                sock.close()
+    assert status_of(answer) == "HTTP/1.0 200 OK"
+    assert shed_values(server.shed) == {"idle": 489.0}
 
 
 def listen_backlog(port: int) -> int:
@@ -215,6 +240,7 @@ def test_metrics_answers_get_and_head_only_and_head_asks_nothing(exporter):
     healthy_put = requests.put(exporter.url + "/-/healthy", timeout=10)
     assert (head.status_code, head.content) == (200, b"")
     assert head.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert "Content-Length" not in head.headers
     assert after_head == asked
     for method, response in others.items():
         assert (method, response.status_code, response.headers["Allow"]) == (method, 405, "GET, HEAD")
