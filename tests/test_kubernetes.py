@@ -38,11 +38,13 @@ REPO = Path(__file__).resolve().parent.parent
 KUBERNETES = REPO / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"
 OVERLAY = KUBERNETES / "overlays" / "team-discovery"
+SHARDED = KUBERNETES / "overlays" / "sharded"
 VALIDATOR = REPO / ".ci" / "validate-prometheus-operator.mjs"
 # The Kubernetes version of the schemas: that of the kubectl on the machine image.
 KUBERNETES_VERSION = "1.32.0"
 OPERATOR_KINDS = ("ServiceMonitor", "PrometheusRule")
-TARGETS = {"base": BASE, "team-discovery": OVERLAY}
+TARGETS = {"base": BASE, "team-discovery": OVERLAY, "sharded": SHARDED}
+WORKLOADS = ("Deployment", "StatefulSet")
 
 
 def load_module(name: str, path: Path):
@@ -91,8 +93,14 @@ def one(documents: list[dict], kind: str) -> dict:
     return document
 
 
+def workload(documents: list[dict]) -> dict:
+    """The exporter's Deployment, or the StatefulSet of the sharded overlay."""
+    [found] = [document for document in documents if document["kind"] in WORKLOADS]
+    return found
+
+
 def container(documents: list[dict]) -> dict:
-    [exporter_container] = one(documents, "Deployment")["spec"]["template"]["spec"]["containers"]
+    [exporter_container] = workload(documents)["spec"]["template"]["spec"]["containers"]
     return exporter_container
 
 
@@ -122,6 +130,8 @@ def test_kustomize_renders_the_exporter_its_service_monitor_and_rules(rendered):
     expected = ["ConfigMap", "Deployment", "PrometheusRule", "Service", "ServiceMonitor"]
     if name == "team-discovery":
         expected = sorted([*expected, "Secret"])  # the web config of the web-tls component
+    if name == "sharded":
+        expected = sorted(kind if kind != "Deployment" else "StatefulSet" for kind in expected)
     assert kinds == expected
 
 
@@ -194,7 +204,7 @@ def test_service_monitor_scrapes_the_services_port(rendered):
     assert (endpoint["interval"], endpoint["scrapeTimeout"]) == ("30s", "20s")
     # The exporter's own budget is Prometheus's deadline, so scrape.timeout must not be the lower one.
     assert config_of(documents)["scrape"]["timeout"] == "25s"
-    assert service["spec"]["selector"] == one(documents, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"] == workload(documents)["spec"]["selector"]["matchLabels"]
 
 
 def test_generate_check_passes_on_the_committed_rule():
@@ -219,7 +229,7 @@ def test_generate_check_fails_on_a_stale_rule_and_a_renamed_service(tmp_path, mo
 
 def test_the_exporter_runs_unprivileged_on_a_read_only_root(rendered):
     _, documents = rendered
-    pod = one(documents, "Deployment")["spec"]["template"]["spec"]
+    pod = workload(documents)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     # The image's numeric user (Dockerfile USER).
     dockerfile_user = next(line.split()[1] for line in (REPO / "Dockerfile").read_text().splitlines()
@@ -254,7 +264,7 @@ def test_the_image_is_the_packages_version(rendered):
 def test_the_api_key_comes_from_a_secret_mounted_as_the_configs_key_file(rendered):
     _, documents = rendered
     exporter_container = container(documents)
-    pod = one(documents, "Deployment")["spec"]["template"]["spec"]
+    pod = workload(documents)["spec"]["template"]["spec"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = {mount["name"]: mount for mount in exporter_container["volumeMounts"]}
     secret = volumes["api-key"]["secret"]
@@ -263,8 +273,10 @@ def test_the_api_key_comes_from_a_secret_mounted_as_the_configs_key_file(rendere
     [item] = secret["items"]
     key_file = f'{mounts["api-key"]["mountPath"]}/{item["path"]}'
     assert config_of(documents)["api"]["api_key_file"] == key_file
-    # Never in the environment or the arguments.
-    assert "env" not in exporter_container and "envFrom" not in exporter_container
+    # Never in the environment (only the pod's name may be there) or the arguments.
+    assert "envFrom" not in exporter_container
+    assert [variable["valueFrom"] for variable in exporter_container.get("env", [])] in (
+        [], [{"fieldRef": {"fieldPath": "metadata.name"}}])
     assert not [arg for arg in exporter_container["args"] if "key" in arg.lower()]
 
 
@@ -274,7 +286,7 @@ def test_the_config_map_is_what_the_exporter_reads(rendered):
     config_file = next(arg.split("=", 1)[1] for arg in args if arg.startswith("--config.file="))
     [mount] = [m for m in container(documents)["volumeMounts"] if m["name"] == "config"]
     assert (mount["mountPath"], mount["subPath"]) == (config_file, "config.yaml")
-    pod = one(documents, "Deployment")["spec"]["template"]["spec"]
+    pod = workload(documents)["spec"]["template"]["spec"]
     [volume] = [v for v in pod["volumes"] if v["name"] == "config"]
     config_map = next(d for d in documents if d["kind"] == "ConfigMap"
                       and d["metadata"]["name"] == volume["configMap"]["name"])
@@ -333,16 +345,22 @@ def test_the_overlay_serves_tls_from_the_web_config_secret(overlay):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_the_probes_answer_on_an_exporter_started_like_the_container(name, tmp_path):
-    """The container's arguments and config (on loopback, with the simulator as the API) and, for the
-    overlay, the component's web config with a throwaway certificate: each probe's scheme and path
-    answer 200."""
+    """The container's arguments, environment and config (on loopback, with the simulator as the
+    API; the pod name of a StatefulSet's second pod) and, for the overlay with web-tls, the
+    component's web config with a throwaway certificate: each probe's scheme and path answer 200."""
     documents = render(TARGETS[name])
     exporter_container = container(documents)
     config = config_of(documents)
     world = SimulatedWorld(jobs=1, files_per_job=2, seed=3)
     key_file = tmp_path / "api-key"
     key_file.write_text("probe-key")
-    extra_args, client = [], {}
+    # The harness gives the config file and a loopback address; the rest is the container's own.
+    extra_args = [arg for arg in exporter_container["args"]
+                  if not arg.startswith(("--config.file=", "--web.listen-address=", "--web.config.file="))]
+    env = {variable["name"]: f'{workload(documents)["metadata"]["name"]}-1'
+           for variable in exporter_container.get("env", [])
+           if variable["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"}
+    client: dict = {}
     web_config_arg = [arg for arg in exporter_container["args"] if arg.startswith("--web.config.file=")]
     if web_config_arg:
         ca = trustme.CA()
@@ -351,17 +369,43 @@ def test_the_probes_answer_on_an_exporter_started_like_the_container(name, tmp_p
         server.private_key_pem.write_to_path(tmp_path / "tls.key")
         ca.cert_pem.write_to_path(tmp_path / "ca.crt")
         shutil.copy(KUBERNETES / "components" / "web-tls" / "web-config.yml", tmp_path / "web-config.yml")
-        extra_args = ["--web.config.file", str(tmp_path / "web-config.yml")]
+        extra_args += ["--web.config.file", str(tmp_path / "web-config.yml")]
         client = {"verify": str(tmp_path / "ca.crt")}
     with SimulatorServer(world, api_key="probe-key") as simulator:
         config["api"]["base_url"] = simulator.url
         config["api"]["api_key_file"] = str(key_file)
         if "jobs" in config:
             config["jobs"] = world.job_ids()
-        with ExporterProcess(config, None, extra_args=extra_args, scheme="https" if client else "http",
+        with ExporterProcess(config, None, extra_args=extra_args, env=env, scheme="https" if client else "http",
                              client=client) as running:
             for probe in ("livenessProbe", "readinessProbe"):
                 get = exporter_container[probe]["httpGet"]
                 url = f'{get.get("scheme", "HTTP").lower()}://127.0.0.1:{running.port}{get["path"]}'
                 response = requests.get(url, timeout=10, **client)
                 assert response.status_code == 200, (probe, response.text)
+
+
+# --- the sharded overlay -------------------------------------------------------------------------
+
+def test_the_sharded_overlay_runs_the_base_pod_once_per_shard(base):
+    sharded = render(SHARDED)
+    statefulset, deployment = one(sharded, "StatefulSet"), one(base, "Deployment")
+    shards = statefulset["spec"]["replicas"]
+    assert shards == 3
+    assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
+    # The pods are named after the StatefulSet, which is named like the Deployment it replaces.
+    assert statefulset["metadata"]["name"] == deployment["metadata"]["name"]
+    # The same pod as the base's but for the shard: its flags and the pod name they read.
+    pod, base_pod = copy.deepcopy(statefulset["spec"]["template"]), copy.deepcopy(deployment["spec"]["template"])
+    [sharded_container], [base_container] = pod["spec"]["containers"], base_pod["spec"]["containers"]
+    assert sharded_container.pop("args") == [*base_container.pop("args"), f"--total-shards={shards}",
+                                             "--shard-from-pod-name"]
+    assert sharded_container.pop("env") == [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+    assert pod == base_pod
+    # A StatefulSet's pods get their names through a headless Service; it is the ServiceMonitor's.
+    service = one(sharded, "Service")
+    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"] == "seekrflow-exporter"
+    assert service["spec"]["clusterIP"] == "None"
+    assert one(sharded, "ServiceMonitor") == one(base, "ServiceMonitor")
+    assert one(sharded, "PrometheusRule") == one(base, "PrometheusRule")
