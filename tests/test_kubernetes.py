@@ -383,6 +383,11 @@ def test_the_probes_answer_on_an_exporter_started_like_the_container(name, tmp_p
                 url = f'{get.get("scheme", "HTTP").lower()}://127.0.0.1:{running.port}{get["path"]}'
                 response = requests.get(url, timeout=10, **client)
                 assert response.status_code == 200, (probe, response.text)
+            if env:
+                # The second pod of the StatefulSet serves the second of its shards.
+                text = running.scrape().text
+                assert "seekrflow_exporter_shard_ordinal 1.0" in text.splitlines()
+                assert f"seekrflow_exporter_total_shards {workload(documents)['spec']['replicas']}.0" in text.splitlines()
 
 
 # --- the sharded overlay -------------------------------------------------------------------------
