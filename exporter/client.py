@@ -23,9 +23,11 @@ from prometheus_client import Counter
 from . import __version__
 from .config import ApiConfig
 from .datajob import DataJob, parse_data_job, parse_data_job_summary
+from .discovery import ListKeeper
+from .jsonstream import ItemTooLarge, ListItems
 from .model import InvalidResponse, parse_job, parse_timestamp
 from .results import FetchResult, ListResult
-from .transport import BoundedSession, RequestFailed
+from .transport import MAX_BODY_BYTES, BoundedSession, RequestFailed
 
 log = logging.getLogger("seekrflow_exporter.client")
 
@@ -34,6 +36,13 @@ log = logging.getLogger("seekrflow_exporter.client")
 _REQUEST_CODES = {"timeout": "timeout", "connection_error": "connection_error",
                   "body_too_large": "invalid_response", "bad_encoding": "invalid_response"}
 
+
+# The job list is read as a stream, one job at a time, so its length costs time, not memory. One
+# listed job may be as long as one job's own answer; the whole list far longer than any real one
+# (4 GiB is about 300,000 jobs of 1,000 files): past it the read fails with reason body_too_large,
+# which the "job list failed" log line and seekrflow_exporter_discovery_success show.
+MAX_LIST_ITEM_CHARS = MAX_BODY_BYTES
+MAX_LIST_BYTES = 4 * 1024 ** 3
 
 DATA_JOB_PATH = "/v1/flow/data-jobs/{id}"
 DATA_JOBS_PATH = "/v1/flow/data-jobs"
@@ -66,10 +75,12 @@ class SeekrFlowClient:
                           lambda payload, status: FetchResult(
                               job_id, parse_job(payload, self._api.terminal_record_statuses), http_status=status))
 
-    def list_jobs(self, timeout: float) -> ListResult:
-        """GET every job of the caller in one answer (the API has no paging)."""
+    def list_jobs(self, timeout: float, keeper: ListKeeper | None = None) -> ListResult:
+        """GET every job of the caller in one answer (the API has no paging), read as it streams in;
+        ``keeper`` chooses what is kept of it (everything without one)."""
+        reader = _ListReader(keeper or ListKeeper(), self._api.terminal_record_statuses)
         outcome = self._call(self._api.base_url + self._api.list_path, self._api.list_path, "", timeout,
-                             lambda payload, status: _parse_list(payload, self._api.terminal_record_statuses))
+                             lambda payload, status: payload, reader)
         return outcome if isinstance(outcome, ListResult) else ListResult(failure=outcome)
 
     def fetch_data_job(self, data_job_id: str, timeout: float) -> FetchResult:
@@ -107,20 +118,29 @@ class SeekrFlowClient:
         return ListResult(failure=FetchResult("", None, "too_many_pages",
                                               f"more than {MAX_DATA_JOB_PAGES} full pages of data jobs"))
 
-    def _call(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any]):
+    def _call(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any],
+              stream: _ListReader | None = None):
         try:
-            return self._get(url, endpoint, job_id, timeout, parse)
+            return self._get(url, endpoint, job_id, timeout, parse, stream)
         except Exception as err:  # noqa: BLE001 - whatever the API sends, only this job may fail
             _log_first_of_its_kind(err, job_id)
             return self._failed(job_id, endpoint, "internal_error",
                                 f"unexpected {type(err).__name__} while fetching", code="internal_error")
 
-    def _get(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any]):
+    def _get(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any],
+             stream: _ListReader | None = None):
+        """``stream``: a 200 answer's body goes to it as it arrives, and ``parse`` gets what it made."""
         try:
-            answer = self._http.get(url, timeout)
+            if stream is None:
+                answer = self._http.get(url, timeout)
+            else:
+                answer = self._http.get(url, timeout, stream.feed, MAX_LIST_BYTES)
         except RequestFailed as err:
             return self._failed(job_id, endpoint, err.reason, err.detail, err.http_status,
                                 code=_REQUEST_CODES.get(err.reason, str(err.http_status)))
+        except _Refused as err:
+            return self._failed(job_id, endpoint, err.reason, err.detail, 200,
+                                code=_REQUEST_CODES.get(err.reason, "invalid_response"))
         status, body = answer.status, answer.body
         if status != 200:
             failed = self._failed(job_id, endpoint, f"http_{status}", f"HTTP {status}{_detail_of(body)}", status,
@@ -129,7 +149,9 @@ class SeekrFlowClient:
                 failed = replace(failed, retry_after=_retry_after(answer.headers))
             return failed
         try:
-            payload = json.loads(body)
+            payload = json.loads(body) if stream is None else stream.finish()
+        except _Refused as err:
+            return self._failed(job_id, endpoint, err.reason, err.detail, status)
         except (ValueError, RecursionError):
             return self._failed(job_id, endpoint, "invalid_json", "HTTP 200 with a body that is not JSON", status)
         try:
@@ -162,6 +184,52 @@ def _parse_list(payload: Any, terminal_statuses: frozenset[str], parse: Callable
             if isinstance(job_id, str) and job_id:
                 invalid[job_id] = (f"listed with an unusable body: {err}", _created_at_if_readable(item))
     return ListResult(tuple(jobs), invalid)
+
+
+class _Refused(Exception):
+    """A streamed body that cannot be used; ``reason`` is a label value, ``detail`` a log sentence."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+class _ListReader:
+    """The job list as it streams in: each item parsed and judged by the keeper, then let go.
+
+    One bad job in the list fails that job, not the list, as ``_parse_list`` does for a whole body.
+    """
+
+    def __init__(self, keeper: ListKeeper, terminal_statuses: frozenset[str]):
+        self._keeper = keeper
+        self._terminal = terminal_statuses
+        self._items = ListItems(MAX_LIST_ITEM_CHARS)
+
+    def feed(self, chunk: bytes) -> None:
+        self._guarded(lambda: self._items.feed(chunk))
+
+    def finish(self) -> ListResult:
+        self._guarded(self._items.close)
+        return self._keeper.result()
+
+    def _guarded(self, items: Callable[[], Any]) -> None:
+        try:
+            for item in items():
+                self._take(item)
+        except ItemTooLarge as err:
+            raise _Refused("body_too_large", f"HTTP 200 with {err}") from None
+        except InvalidResponse as err:
+            raise _Refused("invalid_schema", f"HTTP 200 with an unusable body: {err}") from None
+        except (ValueError, RecursionError):
+            raise _Refused("invalid_json", "HTTP 200 with a body that is not JSON") from None
+
+    def _take(self, item: Any) -> None:
+        try:
+            self._keeper.add(parse_job(item, self._terminal))
+        except InvalidResponse as err:
+            job_id = item.get("id") if isinstance(item, dict) else None
+            if isinstance(job_id, str) and job_id:
+                self._keeper.add_invalid(job_id, f"listed with an unusable body: {err}", _created_at_if_readable(item))
 
 
 def _list_items(payload: Any) -> list:

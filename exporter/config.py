@@ -104,6 +104,9 @@ class DiscoveryConfig:
     max_age: float = 7 * 86400.0
     # The newest this many listed jobs are watched: 20k listed jobs would be a million series.
     max_jobs: int = 1000
+    # One read of the job list, its parsing included (it is parsed as it streams in): a list of
+    # 20,000 jobs of 20 files is about 150 MB, far more than one job's answer.
+    timeout: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -334,7 +337,7 @@ def _patterns(section: dict, path: str) -> tuple[str, ...]:
 
 
 def _discovery(raw: Any) -> DiscoveryConfig:
-    section = _section(raw, "discovery", {"enabled", "interval", "max_age", "max_jobs"})
+    section = _section(raw, "discovery", {"enabled", "interval", "max_age", "max_jobs", "timeout"})
     enabled = section.get("enabled", DiscoveryConfig.enabled)
     if not isinstance(enabled, bool):
         raise ConfigError("discovery.enabled", f"must be true or false, got {_show(enabled)}")
@@ -343,6 +346,7 @@ def _discovery(raw: Any) -> DiscoveryConfig:
         interval=_duration(section, "discovery.interval", DiscoveryConfig.interval),
         max_age=_positive_duration(section, "discovery.max_age", DiscoveryConfig.max_age),
         max_jobs=_positive_int(section, "discovery.max_jobs", DiscoveryConfig.max_jobs, 100_000),
+        timeout=_timeout(section, "discovery.timeout", DiscoveryConfig.timeout),
     )
 
 

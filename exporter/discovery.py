@@ -13,6 +13,8 @@ own fetch brings the records, and the next read of the list decides with them.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from dataclasses import replace
 from typing import Mapping
 
@@ -87,3 +89,49 @@ def newest(jobs: list[IngestionJob], invalid: dict[str, str], invalid_created: M
     return ([job for job in jobs if job.id in kept], {k: v for k, v in invalid.items() if k in kept},
             len(ranked) - limit)
 
+
+
+class ListKeeper:
+    """What one read of the job list keeps while it streams in, so memory follows ``max_jobs``, not
+    the length of the list.
+
+    Each parsed job (or unusable item) is judged as it arrives: an ID that could not be configured
+    is dropped, and a settled job older than ``max_age`` too; of the rest at most ``max_jobs`` are
+    kept, the newest by creation as ``newest`` ranks them, and the others counted in
+    ``left_out``. A job listed without records cannot be judged before the records held for it are
+    seen (``watched_jobs`` does that later), so it is kept as if recent. Without ``now`` nothing is
+    judged and everything is kept.
+    """
+
+    def __init__(self, now: float | None = None, max_age: float = float("inf"), max_jobs: int | None = None):
+        self._now, self._max_age, self._max_jobs = now, max_age, max_jobs
+        # Min-heap of (created_at, job id, arrival, job or (detail, created_at) of an unusable item).
+        self._kept: list[tuple[float, str, int, object]] = []
+        self._order = itertools.count()
+        self.left_out = 0
+
+    def add(self, job: IngestionJob) -> None:
+        if self._now is not None and not (JOB_ID_PATTERN.fullmatch(job.id) and _recent(job, self._now, self._max_age)):
+            return
+        self._keep(job.created_at, job.id, job)
+
+    def add_invalid(self, job_id: str, detail: str, created_at: float | None) -> None:
+        if self._now is not None and not (JOB_ID_PATTERN.fullmatch(job_id)
+                                          and (created_at is None or self._now - created_at <= self._max_age)):
+            return
+        self._keep(float("-inf") if created_at is None else created_at, job_id, (detail, created_at))
+
+    def result(self) -> ListResult:
+        entries = sorted(self._kept, key=lambda entry: entry[2])  # in the list's order
+        jobs = tuple(entry[3] for entry in entries if isinstance(entry[3], IngestionJob))
+        invalid = {entry[1]: entry[3] for entry in entries if not isinstance(entry[3], IngestionJob)}
+        return ListResult(jobs, invalid, left_out=self.left_out)  # type: ignore[arg-type]
+
+    def _keep(self, created_at: float, job_id: str, what: object) -> None:
+        entry = (created_at, job_id, next(self._order), what)
+        if self._max_jobs is None or len(self._kept) < self._max_jobs:
+            heapq.heappush(self._kept, entry)
+            return
+        self.left_out += 1
+        if entry[:2] > self._kept[0][:2]:
+            heapq.heapreplace(self._kept, entry)

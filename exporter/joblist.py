@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from .config import DiscoveryConfig
-from .discovery import newest, watched_jobs
+from .discovery import ListKeeper, newest, watched_jobs
 from .jobstate import MAX_RETRY_AFTER
 from .model import IngestionJob, RenderedJob
 from .results import DiscoveryStatus, ListResult
@@ -65,6 +65,15 @@ class JobList:
     def known(self) -> KnownList:
         return KnownList(self.job_ids, self._ok, self._next_read, self._failures, self._in_flight, self._over_limit)
 
+    @property
+    def timeout(self) -> float:
+        """How long one read of the list may take, from the request to its last item parsed."""
+        return self._settings.timeout
+
+    def keeper(self, wall_now: float) -> ListKeeper:
+        """What a read of the list starting at ``wall_now`` keeps as it streams in."""
+        return ListKeeper(wall_now, self._settings.max_age, self._max_jobs)
+
     def request(self, now: float, submit: Callable[[], Future]) -> Future | None:
         """This round's list request: the one still on its way, a new one when due, else None."""
         if self._in_flight is None:
@@ -100,6 +109,7 @@ class JobList:
         if self._max_jobs is not None:
             created = {job_id: created_at for job_id, (_, created_at) in listed.invalid.items()}
             jobs, invalid, over = newest(jobs, invalid, created, self._max_jobs)
+            over += listed.left_out
             if over and not self._over_limit:
                 log.warning("discovery.max_jobs reached, watching only the newest jobs", extra={"fields": {
                     "max_jobs": self._max_jobs, "left_out": over}})

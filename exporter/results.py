@@ -44,6 +44,8 @@ class ListResult:
     # {job id: (why its body is unusable, its created_at if that much could be read)}
     invalid: dict[str, tuple[str, float | None]] = field(default_factory=dict)
     failure: FetchResult | None = None
+    # Jobs the read dropped while streaming, beyond discovery.max_jobs (discovery.ListKeeper).
+    left_out: int = 0
 
     @property
     def key_accepted(self) -> bool:

@@ -253,8 +253,11 @@ class JobPoller:
         now = self._monotonic()
         answered, key_accepted = self._collect_late_answers()
         listing = None
-        if self._job_list is not None:
-            listing = self._job_list.request(now, lambda: pool.submit(self._client.list_jobs, self._request_timeout))
+        job_list = self._job_list
+        if job_list is not None:
+            # The list is judged as it streams in, so only what may be watched is kept of it.
+            listing = job_list.request(now, lambda: pool.submit(
+                self._client.list_jobs, job_list.timeout, job_list.keeper(self._wall_clock())))
         data_listing = None
         data_submitted: dict[Future, JobState] = {}
         covered: set[str] = set()

@@ -19,7 +19,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -70,13 +70,19 @@ class BoundedSession:
         # Only what the body decoder below understands.
         self._session.headers["Accept-Encoding"] = "gzip"
 
-    def get(self, url: str, timeout: float) -> Answer:
-        """The answer at ``url`` (after same-origin redirects), all of it within ``timeout`` seconds."""
+    def get(self, url: str, timeout: float, sink: Callable[[bytes], None] | None = None,
+            max_streamed: int = MAX_BODY_BYTES) -> Answer:
+        """The answer at ``url`` (after same-origin redirects), all of it within ``timeout`` seconds.
+
+        With ``sink``, a 200 answer's body is not kept: its decoded pieces go to ``sink`` as they
+        arrive (the answer's ``body`` is empty), at most ``max_streamed`` bytes of them, all within
+        the same deadline. What ``sink`` raises ends the request and is raised here.
+        """
         deadline = _Deadline(time.monotonic() + timeout)
         _WATCHDOG.watch(deadline)
         _local.deadline = deadline
         try:
-            return self._follow(url, deadline, timeout)
+            return self._follow(url, deadline, timeout, sink, max_streamed)
         finally:
             _local.deadline = None
             deadline.finish()
@@ -84,13 +90,17 @@ class BoundedSession:
     def close(self) -> None:
         self._session.close()
 
-    def _follow(self, url: str, deadline: _Deadline, timeout: float) -> Answer:
+    def _follow(self, url: str, deadline: _Deadline, timeout: float, sink: Callable[[bytes], None] | None,
+                max_streamed: int) -> Answer:
         for _ in range(MAX_REDIRECTS + 1):
             response = self._send(url, deadline, timeout)
             status = response.status_code
             location = response.headers.get("Location")
             if status not in REDIRECT_STATUSES or location is None:
                 with response:
+                    if sink is not None and status == 200:
+                        self._read_body(response, deadline, timeout, sink, max_streamed)
+                        return Answer(status, response.headers, b"")
                     return Answer(status, response.headers, self._read_body(response, deadline, timeout))
             response.close()  # its body is never read: a redirect has nothing we need
             try:
@@ -133,22 +143,32 @@ class BoundedSession:
                                   verify=True if env["verify"] is None else env["verify"], cert=env["cert"],
                                   proxies=env["proxies"])
 
-    def _read_body(self, response: requests.Response, deadline: _Deadline, timeout: float) -> bytearray:
+    def _read_body(self, response: requests.Response, deadline: _Deadline, timeout: float,
+                   sink: Callable[[bytes], None] | None = None, max_streamed: int = 0) -> bytearray:
+        """The decoded body, or with ``sink`` each decoded piece handed on and nothing kept."""
         status = response.status_code
+        limit = self._max_body if sink is None else max_streamed
         decoder = _decoder(response.headers.get("Content-Encoding", ""), status)
-        too_large = RequestFailed("body_too_large", f"HTTP {status} with a body over {self._max_body} bytes", status)
+        too_large = RequestFailed("body_too_large", f"HTTP {status} with a body over {limit} bytes", status)
         length = response.headers.get("Content-Length", "")
-        if decoder is None and length.isdigit() and int(length) > self._max_body:
+        if decoder is None and length.isdigit() and int(length) > limit:
             raise too_large
         body = bytearray()
+        total = 0  # decoded bytes so far, those handed to the sink included
         try:
             while chunk := response.raw.read(_READ_STEP, decode_content=False):
+                before = len(body)
                 if decoder is None:
                     body += chunk
                 else:
-                    _inflate(decoder, chunk, body, self._max_body)
-                if len(body) > self._max_body:
+                    _inflate(decoder, chunk, body, limit - total + before)
+                total += len(body) - before
+                if total > limit:
                     raise too_large
+                if sink is not None and body:
+                    piece = bytes(body)
+                    body.clear()
+                    sink(piece)
                 if deadline.expired:
                     break
             if deadline.expired:

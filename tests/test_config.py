@@ -38,6 +38,14 @@ def test_allow_and_deny_lists_are_kept_as_written():
     assert (config.metrics.allow, config.metrics.deny) == (("seekrflow_ingestion_job_status",), ())
 
 
+def test_the_job_list_has_a_deadline_of_its_own():
+    assert build_config({"discovery": {"enabled": True}}, ENV).discovery.timeout == 120
+    assert build_config({"discovery": {"enabled": True, "timeout": "5m"}}, ENV).discovery.timeout == 300
+    with pytest.raises(ConfigError) as err:
+        build_config({"discovery": {"enabled": True, "timeout": "2h"}}, ENV)
+    assert str(err.value) == "discovery.timeout: must be at most 1h"
+
+
 def test_discovery_makes_the_job_list_optional():
     config = build_config({"discovery": {"enabled": True, "interval": "1m", "max_age": "2d"}}, ENV)
     assert config.jobs == ()
