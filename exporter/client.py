@@ -53,9 +53,10 @@ MAX_DATA_JOB_PAGES = 1000
 
 
 class SeekrFlowClient:
-    def __init__(self, api: ApiConfig, requests_total: Counter):
+    def __init__(self, api: ApiConfig, requests_total: Counter, max_list_bytes: int = MAX_LIST_BYTES):
         self._api = api
         self._requests_total = requests_total
+        self._max_list_bytes = max_list_bytes
         headers = {
             "Authorization": api.api_key,
             "Accept": "application/json",
@@ -134,7 +135,7 @@ class SeekrFlowClient:
             if stream is None:
                 answer = self._http.get(url, timeout)
             else:
-                answer = self._http.get(url, timeout, stream.feed, MAX_LIST_BYTES)
+                answer = self._http.get(url, timeout, stream.feed, self._max_list_bytes)
         except RequestFailed as err:
             return self._failed(job_id, endpoint, err.reason, err.detail, err.http_status,
                                 code=_REQUEST_CODES.get(err.reason, str(err.http_status)))

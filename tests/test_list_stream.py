@@ -2,6 +2,7 @@
 and only what may be watched (discovery.max_jobs of the newest) is kept of it."""
 
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -15,13 +16,16 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter.client import SeekrFlowClient
-from exporter.config import ApiConfig
+from exporter.config import ApiConfig, DiscoveryConfig
 from exporter.discovery import ListKeeper, newest, watched_jobs
+from exporter.joblist import JobList
 from exporter.jsonstream import ItemTooLarge, ListItems
 from exporter.model import InvalidResponse, parse_job
 from exporter.results import ListResult
+from exporter.selfmetrics import build_exporter_families
 from harness import ROOT
 from hostile_api import Exchange, HostileAPI
+from metric_samples import samples_of, value
 
 KEY = "sk-test-list-stream-4b1d"
 NOW = datetime(2026, 1, 15, 12, tzinfo=timezone.utc)
@@ -130,9 +134,9 @@ def test_keeping_while_streaming_chooses_exactly_what_the_whole_list_would(liste
     assert choose(parsed(ListKeeper(now, max_age, max_jobs))) == choose(parsed(ListKeeper()))
 
 
-def client_for(url: str) -> SeekrFlowClient:
+def client_for(url: str, **caps) -> SeekrFlowClient:
     counter = Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry())
-    return SeekrFlowClient(ApiConfig(base_url=url, api_key=KEY), counter)
+    return SeekrFlowClient(ApiConfig(base_url=url, api_key=KEY), counter, **caps)
 
 
 def chunked(exchange: Exchange, pieces, gzipped: bool) -> None:
@@ -186,6 +190,23 @@ def test_a_broken_streamed_list_fails_the_read_with_its_reason(body, reason):
     assert result.failure is not None and result.failure.reason == reason
 
 
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_list_over_the_whole_cap_fails_the_read_and_says_so(gzipped, caplog):
+    items = [settled(n, timedelta(hours=1), records=3) for n in range(50)]
+    with HostileAPI({"ingestion": lambda ex: chunked(ex, list_pieces(items), gzipped)}) as api:
+        client = client_for(api.url, max_list_bytes=20_000)
+        result = client.list_jobs(10.0)
+        client.close()
+    assert result.failure is not None
+    assert (result.failure.reason, result.failure.detail) == ("body_too_large", "HTTP 200 with a body over 20000 bytes")
+    job_list = JobList(DiscoveryConfig(enabled=True))
+    with caplog.at_level(logging.WARNING, logger="seekrflow_exporter.scrape"):
+        assert job_list.accept(result, 0.0, NOW.timestamp(), {}) is None
+    assert [(r.getMessage(), r.fields["reason"]) for r in caplog.records] == [("job list failed", "body_too_large")]
+    got = samples_of(build_exporter_families(True, 0.1, 1.0, job_list.status))
+    assert value(got, "seekrflow_exporter_discovery_success") == 0
+
+
 def test_the_deadline_still_bounds_a_list_that_never_ends():
     def endless(exchange: Exchange):
         def pieces():
@@ -209,7 +230,7 @@ READER = textwrap.dedent("""
     import json, sys, time
     from prometheus_client import CollectorRegistry, Counter
     from exporter.client import SeekrFlowClient
-    from exporter.config import ApiConfig
+    from exporter.config import ApiConfig, DiscoveryConfig
     from exporter.discovery import ListKeeper
 
     def status(field):
