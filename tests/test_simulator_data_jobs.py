@@ -186,3 +186,30 @@ def test_faults_and_fixtures_apply_to_data_jobs_and_the_list_keeps_healthy_bodie
         data_jobs.summaries(T0), key=lambda d: d["created_at"], reverse=True)] + ["dj-fixed"]
     assert listed[-1] == {k: v for k, v in fixed.items() if k != "ingestion_jobs"}
 
+
+
+def test_the_command_line_serves_data_jobs_and_prints_their_ids_after_the_jobs():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_simulator import _Lines
+
+    env = {k: v for k, v in os.environ.items() if k != "SEEKR_API_KEY"}
+    env["SEEKR_API_KEY"] = KEY
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exporter.simulator", "--listen-address", "127.0.0.1:0", "--jobs", "3",
+         "--data-jobs", "2", "--seed", "4"],
+        cwd=Path(__file__).parent.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    try:
+        url, *ids = _Lines(process.stdout).read(6)
+        world = SimulatedWorld(jobs=3, seed=4)
+        assert ids == world.job_ids() + SimulatedDataJobs(world, 2, seed=4).ids()
+        listed = _get(url + LIST).json()
+        DataJobListResponse.model_validate(listed)
+        assert sorted(d["id"] for d in listed["data"]) == sorted(ids[3:])
+        DataJobDetailResponse.model_validate(_get(f"{url}{LIST}/{ids[3]}").json())
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
