@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -21,9 +22,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
+    """A port free now; another process may take it before ours binds it (see ``PORT_ATTEMPTS``)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Other test runs on the machine pick free ports too: a process that finds its port taken is
+# started again on another one, this many times in all.
+PORT_ATTEMPTS = 5
+
+
+def port_was_taken(output: str) -> bool:
+    return "address already in use" in output.lower()
 
 
 def wait_until(check, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
@@ -61,33 +72,47 @@ class ExporterProcess:
         self._dir = tempfile.TemporaryDirectory(prefix="seekrflow-exporter-test-")
         self.config_path = Path(self._dir.name) / "config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
-        self.port = free_port()
-        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self._scheme = scheme
+        self._choose_port()
         self.client = client or {}
         self._stderr_path = Path(self._dir.name) / "stderr.log"
         self._env = {k: v for k, v in os.environ.items() if not k.startswith("SEEKR_")}
         self._env.update(env or {})
         if api_key is not None:
             self._env["SEEKR_API_KEY"] = api_key
-        self._args = ["--config.file", str(self.config_path), "--web.listen-address", f"127.0.0.1:{self.port}",
-                      *extra_args]
+        self._extra_args = list(extra_args)
+        # Below info the exporter does not log the address it listens on.
+        self._says_where = not re.search(r"--log\.level[ =](warn|error)", " ".join(self._extra_args))
         self.proc: subprocess.Popen | None = None
         self.log = ""
 
+    def _choose_port(self) -> None:
+        self.port = free_port()
+        self.url = f"{self._scheme}://127.0.0.1:{self.port}"
+
     def __enter__(self) -> ExporterProcess:
-        self._stderr = open(self._stderr_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "exporter", *self._args], cwd=ROOT, env=self._env,
-                                     stdout=subprocess.DEVNULL, stderr=self._stderr)
-        try:
-            wait_until(self._healthy, timeout=60, what="the exporter to answer /-/healthy")
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        for attempt in range(PORT_ATTEMPTS):
+            self._stderr = open(self._stderr_path, "w")
+            args = ["--config.file", str(self.config_path), "--web.listen-address", f"127.0.0.1:{self.port}",
+                    *self._extra_args]
+            self.proc = subprocess.Popen([sys.executable, "-m", "exporter", *args], cwd=ROOT, env=self._env,
+                                         stdout=subprocess.DEVNULL, stderr=self._stderr)
+            try:
+                wait_until(self._healthy, timeout=60, what="the exporter to answer /-/healthy")
+                return self
+            except BaseException:
+                self.stop()
+                if attempt == PORT_ATTEMPTS - 1 or not port_was_taken(self.log):
+                    raise
+                self._choose_port()
+        raise AssertionError("unreachable")
 
     def _healthy(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"exporter exited with {self.proc.returncode}: {self._stderr_path.read_text()}")
+        # Whoever took the port first answers too: only our exporter's own word that it listens counts.
+        if self._says_where and f"127.0.0.1:{self.port}" not in self._stderr_path.read_text():
+            return False
         return requests.get(self.url + "/-/healthy", timeout=1, **self.client).status_code == 200
 
     def scrape(self, headers=None) -> requests.Response:

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import requests
 import yaml
 
-from harness import free_port, wait_until
+from harness import PORT_ATTEMPTS, free_port, port_was_taken, wait_until
 
 STOP_TIMEOUT = 10.0
 
@@ -78,17 +78,22 @@ class _ServerProcess:
         raise NotImplementedError
 
     def start(self):
-        self.config_path.write_text(yaml.safe_dump(self._config(), sort_keys=False))
-        self._log_file = open(self._log_path, "w")
-        self.proc = subprocess.Popen(
-            self._argv(), cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT
-        )
-        try:
-            wait_until(self._ready, timeout=20, what=f"{self.name} to be ready at {self.url}")
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        for attempt in range(PORT_ATTEMPTS):
+            self.config_path.write_text(yaml.safe_dump(self._config(), sort_keys=False))
+            self._log_file = open(self._log_path, "w")
+            self.proc = subprocess.Popen(
+                self._argv(), cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT
+            )
+            try:
+                wait_until(self._ready, timeout=20, what=f"{self.name} to be ready at {self.url}")
+                return self
+            except BaseException:
+                self.stop()
+                if attempt == PORT_ATTEMPTS - 1 or not port_was_taken(self.log()):
+                    raise
+                self.port = free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
