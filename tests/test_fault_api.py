@@ -191,7 +191,8 @@ def test_the_deadline_spans_redirect_hops():
         result, _ = fetch(api.url, "ij-slow", timeout=2.0)
         asked = len(api.requests_for("ij-slow"))
     assert (result.reason, result.detail) == ("timeout", "no answer within 2.0s")
-    assert asked == 3
+    # A deadline per hop would have let all 4 hops the redirect limit allows go out (3.2 s).
+    assert asked < 4
 
 
 # --- stale kept-alive connections ---------------------------------------------------------------

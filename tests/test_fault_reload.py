@@ -105,7 +105,7 @@ def test_a_reload_storm_never_exceeds_max_concurrency_in_flight():
             got = parse_exposition(exporter.scrape().text)
     assert statuses == [200] * 200
     assert slow.most <= 4, f"{slow.most} requests in flight at once"
-    assert threads < 40, threads
+    assert threads < 60, threads  # 284 when every reload left its workers running
     assert peak < 150, f"peak RSS {peak:.0f} MiB"
     assert value(got, "seekrflow_exporter_config_last_reload_successful") == 1
     # Every job got its share, none a flood: the requests are spread evenly over the jobs.
