@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from dataclasses import replace
-from typing import Mapping
+from typing import Callable, Mapping
 
 from .config import JOB_ID_PATTERN
 from .model import IngestionJob, RenderedJob
@@ -103,19 +103,27 @@ class ListKeeper:
     judged and everything is kept.
     """
 
-    def __init__(self, now: float | None = None, max_age: float = float("inf"), max_jobs: int | None = None):
+    def __init__(self, now: float | None = None, max_age: float = float("inf"), max_jobs: int | None = None,
+                 owns: Callable[[str], bool] | None = None):
+        """``owns``: with sharding, whether a job is this shard's; the others are dropped first, so
+        ``max_jobs`` counts this shard's jobs only."""
         self._now, self._max_age, self._max_jobs = now, max_age, max_jobs
+        self._owns = owns
         # Min-heap of (created_at, job id, arrival, job or (detail, created_at) of an unusable item).
         self._kept: list[tuple[float, str, int, object]] = []
         self._order = itertools.count()
         self.left_out = 0
 
     def add(self, job: IngestionJob) -> None:
+        if self._owns is not None and not self._owns(job.id):
+            return
         if self._now is not None and not (JOB_ID_PATTERN.fullmatch(job.id) and _recent(job, self._now, self._max_age)):
             return
         self._keep(job.created_at, job.id, job)
 
     def add_invalid(self, job_id: str, detail: str, created_at: float | None) -> None:
+        if self._owns is not None and not self._owns(job_id):
+            return
         if self._now is not None and not (JOB_ID_PATTERN.fullmatch(job_id)
                                           and (created_at is None or self._now - created_at <= self._max_age)):
             return

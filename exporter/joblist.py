@@ -42,10 +42,12 @@ class JobList:
 
     def __init__(self, settings: DiscoveryConfig, known: KnownList | None = None,
                  choose: Callable[..., tuple[list, dict[str, str]]] = watched_jobs, what: str = "job list",
-                 max_jobs: int | None = None):
-        """``max_jobs``: watch at most this many of the listed jobs, the newest (discovery.max_jobs)."""
+                 max_jobs: int | None = None, owns: Callable[[str], bool] | None = None):
+        """``max_jobs``: watch at most this many of the listed jobs, the newest (discovery.max_jobs);
+        ``owns``: with sharding, which jobs are this shard's (the others are not kept)."""
         self._settings = settings
         self._max_jobs = max_jobs
+        self._owns = owns
         self._over_limit = 0
         self._choose = choose
         self._what = what
@@ -72,7 +74,7 @@ class JobList:
 
     def keeper(self, wall_now: float) -> ListKeeper:
         """What a read of the list starting at ``wall_now`` keeps as it streams in."""
-        return ListKeeper(wall_now, self._settings.max_age, self._max_jobs)
+        return ListKeeper(wall_now, self._settings.max_age, self._max_jobs, self._owns)
 
     def request(self, now: float, submit: Callable[[], Future]) -> Future | None:
         """This round's list request: the one still on its way, a new one when due, else None."""

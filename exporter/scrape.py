@@ -112,6 +112,7 @@ class JobPoller:
         has workers of its own, shut down with it."""
         # Sharded, this poller watches only its own jobs, configured or found (sharding.py).
         self._shard = shard
+        self._owns = shard.owns if shard.sharded else None
         self._configured = tuple(job_id for job_id in job_ids if shard.owns(job_id))
         self._client = client
         self._settings = settings
@@ -125,7 +126,8 @@ class JobPoller:
         self._owns_pool = pool is None
         self._pool: FetchPool | None = pool if pool is not None else FetchPool(api.max_concurrency, monotonic)
         self._states = {job_id: JobState(job_id) for job_id in self._configured}
-        self._job_list = JobList(self._discovery, max_jobs=self._discovery.max_jobs) if self._discovery is not None else None
+        self._job_list = (JobList(self._discovery, max_jobs=self._discovery.max_jobs, owns=self._owns)
+                          if self._discovery is not None else None)
         # The data-job list uses discovery's interval and max_age, whether or not discovery is on.
         self._data = (DataJobWatch(data_jobs, discovery or DiscoveryConfig())
                       if data_jobs is not None and data_jobs.active else None)
@@ -221,7 +223,8 @@ class JobPoller:
 
     def _carry_over(self, carried: Handover) -> None:
         if self._discovery is not None and carried.job_list is not None:
-            self._job_list = JobList(self._discovery, carried.job_list, max_jobs=self._discovery.max_jobs)
+            self._job_list = JobList(self._discovery, carried.job_list, max_jobs=self._discovery.max_jobs,
+                                    owns=self._owns)
         elif carried.job_list is not None and carried.job_list.in_flight is not None:
             carried.job_list.in_flight.cancel()  # discovery is off now: a list read still queued is dropped
         self._api_up = carried.api_up

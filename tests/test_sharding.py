@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from exporter.discovery import ListKeeper
+from exporter.model import parse_job
 from exporter.sharding import Shard, fnv1a_64, ordinal_of
 from exporter.simulator import SimulatedWorld, SimulatorServer
 from harness import ROOT, ExporterProcess
@@ -125,3 +127,18 @@ def test_three_shards_add_up_to_exactly_one_unsharded_exporter():
                   "sum(seekrflow_ingestion_job_file_processing_duration_seconds_gcount)"}
         for expr in totals:
             assert three.query(expr)[0]["value"][1] == one.query(expr)[0]["value"][1], expr
+
+
+def test_a_shard_keeps_only_its_own_listed_jobs_and_max_jobs_counts_those():
+    shard = Shard(1, 3)
+    jobs = [parse_job({"id": f"ij-{n:04d}", "status": "running", "created_at": f"2026-01-15T14:{n // 60:02d}:{n % 60:02d}Z",
+                       "output_files": [], "file_records": []}) for n in range(300)]
+    keeper = ListKeeper(now=1768487400.0 + 3600, max_age=86400.0, max_jobs=20, owns=shard.owns)
+    for job in jobs:
+        keeper.add(job)
+    keeper.add_invalid("ij-broken-9", "no id", None)
+    kept = keeper.result()
+    own = [job for job in jobs if shard.owns(job.id)]
+    # The newest 20 of this shard's own jobs, none of another shard's.
+    assert {job.id for job in kept.jobs} == {job.id for job in sorted(own, key=lambda j: j.created_at)[-20:]}
+    assert kept.left_out == len(own) + int(shard.owns("ij-broken-9")) - 20
