@@ -41,6 +41,7 @@ class ListItems:
         self._waiting_len = 0
         self._want = 0  # unread characters needed before an unfinished value is tried again
         self._state = "start"
+        self._key: Any = None  # the outer object's member being read
         self._seen_data = False
         self._first_text = True
 
