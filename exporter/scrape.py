@@ -146,9 +146,9 @@ class JobPoller:
         if self._job_list is not None:
             ids.update(dict.fromkeys(j for j in self._job_list.job_ids if self._shard.owns(j)))
         if self._data is not None:
-            # A data job's ingestion jobs go with it, to the data job's shard.
-            ids.update(dict.fromkeys(job_id for job_id, data_job_id in self._data.links()
-                                     if self._shard.owns(data_job_id)))
+            # An ingestion job is its own ID's, nested or not (docs/scaling.md): the shard that owns
+            # a data job keeps only its own of the data job's ingestion jobs.
+            ids.update(dict.fromkeys(job_id for job_id, _ in self._data.links() if self._shard.owns(job_id)))
         return tuple(ids)
 
     @property
@@ -389,6 +389,8 @@ class JobPoller:
         state.apply(started, result, wall_now, now)
         if isinstance(result.job, DataJob) and state.job is result.job:
             for nested in result.job.watchable_ingestion_jobs:
+                if not self._shard.owns(nested.id):
+                    continue  # another shard's: it reads that job from the job list or on its own
                 self._states.setdefault(nested.id, JobState(nested.id)).apply(
                     started, self._kept(FetchResult(nested.id, nested, http_status=200)), wall_now, now, from_list=True)
 

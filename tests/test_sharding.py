@@ -13,6 +13,7 @@ from exporter.discovery import ListKeeper
 from exporter.model import parse_job
 from exporter.sharding import Shard, fnv1a_64, ordinal_of
 from exporter.simulator import SimulatedWorld, SimulatorServer
+from exporter.simulator.datajobs import SimulatedDataJobs
 from harness import ROOT, ExporterProcess
 from metric_samples import parse_exposition, series, value
 from promstack import PrometheusServer
@@ -61,10 +62,12 @@ def test_a_bad_shard_flag_stops_startup_with_one_line(tmp_path, args, env, error
     assert len(lines) == 1 and error in lines[0], done.stderr
 
 
-def frozen_world(jobs: int, now: float) -> dict[str, dict]:
-    """Job bodies frozen at one moment: every exporter sees exactly the same numbers."""
+def frozen_world(jobs: int, now: float, data_jobs: int = 0) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Job and data-job bodies frozen at one moment: every exporter sees exactly the same numbers."""
     world = SimulatedWorld(jobs=jobs, files_per_job=12, seed=21, failure_rate=0.25, started_at=now - 120)
-    return {job_id: world.job_response(job_id, now) for job_id in world.job_ids()}
+    grouped = SimulatedDataJobs(world, data_jobs)
+    return ({job_id: world.job_response(job_id, now) for job_id in world.job_ids()},
+            {data_job_id: grouped.detail(data_job_id, now) for data_job_id in grouped.ids()})
 
 
 def prometheus_for(stack, *exporters):
@@ -86,11 +89,14 @@ def recorded(prometheus, names):
 
 
 @pytest.mark.slow
-def test_three_shards_add_up_to_exactly_one_unsharded_exporter():
-    bodies = frozen_world(15, time.time())
-    config = {"discovery": {"enabled": True}, "jobs": []}
+@pytest.mark.parametrize("data_jobs", [0, 4], ids=["ingestion-jobs", "with-data-jobs"])
+def test_three_shards_add_up_to_exactly_one_unsharded_exporter(data_jobs):
+    # With data jobs, every ingestion job is nested in one of them and also in the job list.
+    bodies, data_bodies = frozen_world(15, time.time(), data_jobs)
+    config = {"discovery": {"enabled": True}, "jobs": [], "data_jobs": {"enabled": bool(data_jobs)}}
     with contextlib.ExitStack() as stack:
-        api = stack.enter_context(SimulatorServer(SimulatedWorld(jobs=0), KEY, fixtures=bodies))
+        api = stack.enter_context(SimulatorServer(SimulatedWorld(jobs=0), KEY, fixtures=bodies,
+                                                  data_job_fixtures=data_bodies))
         config["api"] = {"base_url": api.url}
         single = stack.enter_context(ExporterProcess(config, KEY))
         shards = [stack.enter_context(ExporterProcess(config, KEY, extra_args=["--shard", str(i), "--total-shards", "3"]))
@@ -100,18 +106,26 @@ def test_three_shards_add_up_to_exactly_one_unsharded_exporter():
             config, KEY, extra_args=["--shard-from-pod-name", "--total-shards", "3"],
             env={"POD_NAME": "seekrflow-exporter-2"})))
 
-        served = []
+        served, served_data_jobs, links = [], [], []
         for index, exporter in enumerate(shards):
             got = parse_exposition(exporter.scrape().text)
             assert value(got, "seekrflow_exporter_shard_ordinal") == index
             assert value(got, "seekrflow_exporter_total_shards") == 3
             served.append({dict(k)["job_id"] for k in series(got, "seekrflow_ingestion_job_scrape_success")})
+            served_data_jobs.append({dict(k)["data_job_id"] for k in series(got, "seekrflow_data_job_info")})
+            links.extend(series(got, "seekrflow_ingestion_job_info"))
         everything = parse_exposition(single.scrape().text)
         assert value(everything, "seekrflow_exporter_total_shards") == 1
         all_jobs = {dict(k)["job_id"] for k in series(everything, "seekrflow_ingestion_job_scrape_success")}
         assert all_jobs == set(bodies)
+        # Each ingestion job on exactly one shard, whether nested in a data job or not.
         assert sum(len(jobs) for jobs in served) == len(all_jobs) and set().union(*served) == all_jobs
         assert all(served)  # 15 jobs: every shard has some
+        # Each data job, with its links to its ingestion jobs, on exactly one shard.
+        assert sum(len(ids) for ids in served_data_jobs) == len(data_bodies)
+        assert set().union(*served_data_jobs) == set(data_bodies)
+        assert sorted(map(sorted, links)) == sorted(map(sorted, series(everything, "seekrflow_ingestion_job_info")))
+        assert len(links) == (len(bodies) if data_jobs else 0)
 
         one = prometheus_for(stack, single)
         three = prometheus_for(stack, *shards)
@@ -124,7 +138,8 @@ def test_three_shards_add_up_to_exactly_one_unsharded_exporter():
             prometheus.wait_for(":seekrflow_ingestion_job_files_finished:per_minute5m")
         assert recorded(three, names) == recorded(one, names)
         totals = {"sum(seekrflow_ingestion_job_files)", "count(seekrflow_ingestion_job_status == 1)",
-                  "sum(seekrflow_ingestion_job_file_processing_duration_seconds_gcount)"}
+                  "sum(seekrflow_ingestion_job_file_processing_duration_seconds_gcount)",
+                  "count(seekrflow_ingestion_job_info) or vector(0)", "count(seekrflow_data_job_status == 1) or vector(0)"}
         for expr in totals:
             assert three.query(expr)[0]["value"][1] == one.query(expr)[0]["value"][1], expr
 
