@@ -2,7 +2,8 @@
 
 - The IDs under ``data_jobs.jobs`` are always watched. With ``data_jobs.enabled`` the data-job list
   is read every ``discovery.interval`` (a ``JobList`` with its back-off) and adds every unfinished
-  data job and every finished one that ended within ``discovery.max_age``.
+  data job and every finished one that ended within ``discovery.max_age``, at most
+  ``discovery.max_jobs`` of them, the newest by creation (the rest counted, as for the job list).
 - A list item has no ingestion jobs, so a data job the list brings is fetched on its own in the
   same round (``GET /v1/flow/data-jobs/{id}``).
 - Each data job's detail holds its ingestion jobs with their records. Those ingestion jobs are
@@ -47,7 +48,10 @@ class DataJobWatch:
         self.job_list = self._new_list() if settings.enabled else None
 
     def _new_list(self, known: KnownList | None = None) -> JobList:
-        return JobList(self._intervals, known, choose=watched_data_jobs, what="data job list")
+        # Capped like the job list: an account's whole history of data jobs, each with its
+        # ingestion jobs, must not become series.
+        return JobList(self._intervals, known, choose=watched_data_jobs, what="data job list",
+                       max_jobs=self._intervals.max_jobs)
 
     @property
     def ids(self) -> tuple[str, ...]:

@@ -77,10 +77,10 @@ def watched_data_jobs(listed: ListResult, now: float, max_age: float,
     return jobs, invalid
 
 
-def newest(jobs: list[IngestionJob], invalid: dict[str, str], invalid_created: Mapping[str, float | None],
-           limit: int) -> tuple[list[IngestionJob], dict[str, str], int]:
-    """At most ``limit`` of the jobs to watch, the newest by creation (unknown creation counts as
-    oldest); also how many were left out. An account's whole history must not become series."""
+def newest(jobs: list, invalid: dict[str, str], invalid_created: Mapping[str, float | None],
+           limit: int) -> tuple[list, dict[str, str], int]:
+    """At most ``limit`` of the jobs (ingestion or data jobs) to watch, the newest by creation
+    (unknown creation counts as oldest); also how many were left out. An account's whole history must not become series."""
     if len(jobs) + len(invalid) <= limit:
         return jobs, invalid, 0
     ranked = sorted([(job.created_at, job.id) for job in jobs]

@@ -114,7 +114,7 @@ class JobList:
             over += listed.left_out
             if over and not self._over_limit:
                 log.warning("discovery.max_jobs reached, watching only the newest jobs", extra={"fields": {
-                    "max_jobs": self._max_jobs, "left_out": over}})
+                    "list": self._what, "max_jobs": self._max_jobs, "left_out": over}})
             self._over_limit = over
         previous = set(self.job_ids)
         self.job_ids = tuple(sorted({job.id for job in jobs} | set(invalid)))

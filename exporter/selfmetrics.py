@@ -90,23 +90,27 @@ def build_exporter_families(api_up: bool | None, scrape_duration: float, scrape_
                "Time this scrape allowed itself for fetching the jobs.", scrape_budget),
     ]
     if discovery is not None:
-        families.append(_plain("seekrflow_exporter_discovery_success",
-                               "1 when the latest read of the job list succeeded, else 0.",
-                               1.0 if discovery.ok else 0.0))
-        families.append(_plain("seekrflow_exporter_discovered_jobs",
-                               "Jobs taken from the job list: unfinished, or ended within discovery.max_age.",
-                               float(discovery.job_count)))
-        families.append(_plain("seekrflow_exporter_discovery_jobs_over_limit",
-                               "Listed jobs left out because discovery.max_jobs was reached (the newest are watched).",
-                               float(discovery.over_limit)))
+        families += _discovery_families(discovery, "seekrflow_exporter_discovery", "job list", "jobs", "Jobs",
+                                        "seekrflow_exporter_discovered_jobs")
     if data_job_discovery is not None:
-        families.append(_plain("seekrflow_exporter_data_job_discovery_success",
-                               "1 when the latest read of the data-job list succeeded, else 0.",
-                               1.0 if data_job_discovery.ok else 0.0))
-        families.append(_plain("seekrflow_exporter_discovered_data_jobs",
-                               "Data jobs taken from the data-job list: unfinished, or ended within discovery.max_age.",
-                               float(data_job_discovery.job_count)))
+        families += _discovery_families(data_job_discovery, "seekrflow_exporter_data_job_discovery",
+                                        "data-job list", "data jobs", "Data jobs",
+                                        "seekrflow_exporter_discovered_data_jobs")
     return families
+
+
+def _discovery_families(status: DiscoveryStatus, prefix: str, what: str, items: str, items_title: str,
+                        discovered: str) -> list[Metric]:
+    """The three families of one list's discovery: success, how many it gave, how many were left out."""
+    return [
+        _plain(f"{prefix}_success", f"1 when the latest read of the {what} succeeded, else 0.",
+               1.0 if status.ok else 0.0),
+        _plain(discovered, f"{items_title} taken from the {what}: unfinished, or ended within discovery.max_age.",
+               float(status.job_count)),
+        _plain(f"{prefix}_jobs_over_limit",
+               f"Listed {items} left out because discovery.max_jobs was reached (the newest are watched).",
+               float(status.over_limit)),
+    ]
 
 
 def _plain(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -12,6 +12,7 @@ from exporter.datajobmetrics import build_data_job_families
 from exporter.metrics import build_job_families
 from exporter.model import JobSnapshot
 from exporter.scrape import JobPoller
+from exporter.selfmetrics import build_exporter_families
 from exporter.simulator import SimulatedWorld, SimulatorServer
 from exporter.simulator.datajobs import SimulatedDataJobs
 from metric_samples import samples_of, series, value
@@ -300,3 +301,35 @@ def test_nested_ingestion_jobs_with_ids_that_could_not_be_configured_are_left_ou
     got = samples_of(build_data_job_families([JobSnapshot("dj-1", data_job, True)], MetricsConfig()))
     assert series(got, "seekrflow_ingestion_job_info") == {
         frozenset({("job_id", "ij-ok"), ("data_job_id", "dj-1")}): 1.0}
+
+
+def test_listed_data_jobs_beyond_max_jobs_are_left_out_newest_kept_and_logged_once(caplog):
+    world = SimulatedWorld(jobs=4, files_per_job=2, seed=3, started_at=T0)  # staggered creation
+    data_jobs = SimulatedDataJobs(world, 4)  # one ingestion job each
+    now = T0 + 3600
+    by_creation = sorted(data_jobs.summaries(now), key=lambda item: item["created_at"], reverse=True)
+    assert len({item["created_at"] for item in by_creation}) == 4  # the newest two are well defined
+    newest_two = sorted(item["id"] for item in by_creation[:2])
+    sim_clock, clock, wall = Clock(now), Clock(1000.0), Clock(now)
+    with SimulatorServer(world, KEY, data_jobs=data_jobs, clock=sim_clock) as simulator:
+        poller = poller_for(simulator, clock, wall,
+                            discovery=DiscoveryConfig(interval=10.0, max_age=7 * 86400.0, max_jobs=2))
+        try:
+            with caplog.at_level("INFO", logger="seekrflow_exporter"):
+                first = poller.scrape(clock() + 30)
+                clock.now += 10
+                second = poller.scrape(clock() + 30)
+            assert simulator.requests[LIST] == 2
+        finally:
+            poller.close()
+    for result in (first, second):
+        assert [s.job_id for s in result.data_jobs] == newest_two
+        assert {s.job_id for s in result.snapshots} == {
+            j for d in newest_two for j in data_jobs.ingestion_job_ids(d)}
+        assert (result.data_job_discovery.ok, result.data_job_discovery.job_count,
+                result.data_job_discovery.over_limit) == (True, 2, 2)
+    got = samples_of(build_exporter_families(True, 0.5, 9.5, data_job_discovery=second.data_job_discovery))
+    assert value(got, "seekrflow_exporter_discovered_data_jobs") == 2
+    assert value(got, "seekrflow_exporter_data_job_discovery_jobs_over_limit") == 2
+    reached = [r for r in caplog.records if r.getMessage() == "discovery.max_jobs reached, watching only the newest jobs"]
+    assert [r.fields for r in reached] == [{"list": "data job list", "max_jobs": 2, "left_out": 2}]
