@@ -265,9 +265,10 @@ class JobPoller:
         data_submitted: dict[Future, JobState] = {}
         covered: set[str] = set()
         if self._data is not None:
-            if self._data.job_list is not None:
-                data_listing = self._data.job_list.request(
-                    now, lambda: pool.submit(self._client.list_data_jobs, self._request_timeout))
+            data_list = self._data.job_list
+            if data_list is not None:  # every page within discovery.timeout, as the job list
+                data_listing = data_list.request(
+                    now, lambda: pool.submit(self._client.list_data_jobs, data_list.timeout))
             data_due = [s for s in self._data.watched_states()
                         if self._shard.owns(s.job_id) and s.is_due(now, self._settings.finished_job_refresh)]
             for state in data_due:

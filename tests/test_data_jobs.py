@@ -15,6 +15,7 @@ from exporter.scrape import JobPoller
 from exporter.selfmetrics import build_exporter_families
 from exporter.simulator import SimulatedWorld, SimulatorServer
 from exporter.simulator.datajobs import SimulatedDataJobs
+from hostile_api import HostileAPI, http
 from metric_samples import samples_of, series, value
 
 KEY = "sk-test-data-jobs-91ac"
@@ -333,3 +334,23 @@ def test_listed_data_jobs_beyond_max_jobs_are_left_out_newest_kept_and_logged_on
     assert value(got, "seekrflow_exporter_data_job_discovery_jobs_over_limit") == 2
     reached = [r for r in caplog.records if r.getMessage() == "discovery.max_jobs reached, watching only the newest jobs"]
     assert [r.fields for r in reached] == [{"list": "data job list", "max_jobs": 2, "left_out": 2}]
+
+
+def test_the_whole_data_job_list_read_gets_discovery_timeout_not_api_timeout():
+    # An empty page dripped over about 1.2 s: longer than api.timeout (0.3 s), well within
+    # discovery.timeout (60 s).
+    page = b'{"data": []}'
+    dripped = lambda exchange: exchange.drip(http(200, page, {"Content-Type": "application/json"}), 0.015)  # noqa: E731
+    with HostileAPI({"data-jobs?limit=100&offset=0": dripped}) as api:
+        settings = ApiConfig(base_url=api.url, api_key=KEY, request_timeout=0.3)
+        client = SeekrFlowClient(settings, Counter("r", "r", ["endpoint", "code"], registry=CollectorRegistry()))
+        clock = Clock(1000.0)
+        poller = JobPoller((), client, ScrapeConfig(cache_ttl=0.0), settings,
+                           DiscoveryConfig(interval=300.0, max_age=7 * 86400.0, timeout=60.0),
+                           monotonic=clock, wall_clock=Clock(T0), data_jobs=DataJobsConfig(enabled=True))
+        try:
+            result = poller.scrape(clock() + 60)
+        finally:
+            poller.close()
+    assert result.data_job_discovery is not None
+    assert (result.data_job_discovery.ok, result.data_job_discovery.job_count) == (True, 0)
