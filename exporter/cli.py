@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from . import __version__
 from .address import parse_listen_address
 from .config import ApiConfig, Config, ConfigError, DataJobsConfig, load_config
-from .log import FORMATS, LEVELS, redact, setup_logging
+from .log import FORMATS, LEVELS, log_uncaught_exceptions, redact, setup_logging
 from .runtime import Runtime
 from .selfmetrics import SelfMetrics
 from .server import ExporterServer
@@ -74,6 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level, args.log_format)
+    log_uncaught_exceptions()
     if args.config_check:
         return _check_config(args.config_file)
     listens = args.listen_addresses or [f"127.0.0.1:{DEFAULT_PORT}" if args.demo else f":{DEFAULT_PORT}"]
@@ -250,15 +251,28 @@ class _Reloader:
         threading.Thread(target=self._run, name="reload", daemon=True).start()
 
     def _run(self) -> None:
-        while True:
+        again = True
+        while again:
+            finished = False
+            try:
+                self._reload_once()
+                finished = True
+            finally:
+                # Whatever happened, the next SIGHUP must start a reload again: a reload that
+                # ended by an exception drops the ones asked meanwhile rather than looping on it.
+                with self._lock:
+                    again = finished and self._pending
+                    self._pending = False
+                    self._running = again
+
+    def _reload_once(self) -> None:
+        try:
             refused = self._runtime.reload()
-            if refused and self._demo:
-                log.info("SIGHUP ignored", extra={"fields": {"reason": refused}})
-            with self._lock:
-                if not self._pending:
-                    self._running = False
-                    return
-                self._pending = False
+        except Exception:  # noqa: BLE001 - a bug in building the new poller must not end reloads
+            log.error("reload failed, keeping the running configuration", exc_info=True)
+            return
+        if refused and self._demo:
+            log.info("SIGHUP ignored", extra={"fields": {"reason": refused}})
 
 
 def _shown_url(url: str) -> str:

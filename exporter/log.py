@@ -5,6 +5,8 @@ An unexpected error (a record with ``exc_info``) carries ``err`` (type and messa
 the whole traceback; in logfmt the traceback's line breaks are escaped, so a record stays one line.
 Secrets the exporter holds (the API key) are registered with ``redact`` and replaced by
 ``<redacted>`` wherever they would appear in a line: a message, a field, an error or a traceback.
+``log_uncaught_exceptions`` sends what Python would print raw on its own (an exception that ends a
+thread or the process) through the same formatter, so it is scrubbed and in ``--log.format`` too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 FORMATS = ("logfmt", "json")
@@ -122,3 +125,24 @@ def setup_logging(level: str, fmt: str = "logfmt") -> None:
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[level])
     root.propagate = False
+
+
+def log_uncaught_exceptions() -> None:
+    """Install ``threading.excepthook`` and ``sys.excepthook`` that log through the exporter's logger."""
+    threading.excepthook = _thread_died
+    sys.excepthook = _process_died
+
+
+def _thread_died(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return  # a thread may end itself that way; Python stays silent about it too
+    thread = args.thread.name if args.thread is not None else None
+    logging.getLogger("seekrflow_exporter").error("uncaught exception ended a thread", exc_info=args.exc_value,
+                                                  extra={"fields": {"thread": thread}})
+
+
+def _process_died(kind: type[BaseException], value: BaseException, trace: types.TracebackType | None) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, trace)
+        return
+    logging.getLogger("seekrflow_exporter").error("uncaught exception", exc_info=(kind, value, trace))

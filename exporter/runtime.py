@@ -60,17 +60,35 @@ class Runtime:
             try:
                 config = self._load()
             except Exception as err:  # noqa: BLE001 - whatever is wrong with the file, keep running
-                reason = str(err) if isinstance(err, ConfigError) else f"unexpected {type(err).__name__}: {err}"
                 self._self_metrics.config_refused()
-                log.error("reload failed, keeping the running configuration", extra={"fields": {"err": reason}})
+                if isinstance(err, ConfigError):
+                    reason = str(err)
+                    log.error("reload failed, keeping the running configuration", extra={"fields": {"err": reason}})
+                else:  # a bug, not a mistake in the file: where it happened is worth the lines
+                    # Its message could hold anything read (the key too): POST /-/reload shows
+                    # only the type, the log (scrubbed) the rest.
+                    reason = f"unexpected {type(err).__name__} (see the log)"
+                    log.error("reload failed, keeping the running configuration", exc_info=True)
                 return reason
             retired_pool = None
             if config.api.max_concurrency != self._current.config.api.max_concurrency:
                 # New size, new workers; the old ones finish what they hold, then end.
                 retired_pool, self._pool = self._pool, FetchPool(config.api.max_concurrency)
-            new = self._build(config)
-            if _same_workspace(self._current.config, config):
-                new.poller.take_over(self._current.poller)
+            new: _Built | None = None
+            try:
+                new = self._build(config)
+                if _same_workspace(self._current.config, config):
+                    new.poller.take_over(self._current.poller)
+            except BaseException:
+                # A bug, not the file: the running poller stays, with its workers, and the reload
+                # counts as refused; the caller logs the traceback.
+                if new is not None:
+                    new.poller.close()
+                if retired_pool is not None:
+                    self._pool, unused = retired_pool, self._pool
+                    unused.shutdown()
+                self._self_metrics.config_refused()
+                raise
             old, self._current = self._current, new
             self._self_metrics.config_loaded(time.time())
         old.poller.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
@@ -304,7 +306,7 @@ def test_nested_ingestion_jobs_with_ids_that_could_not_be_configured_are_left_ou
         frozenset({("job_id", "ij-ok"), ("data_job_id", "dj-1")}): 1.0}
 
 
-def test_listed_data_jobs_beyond_max_jobs_are_left_out_newest_kept_and_logged_once(caplog):
+def test_listed_data_jobs_beyond_max_jobs_are_left_out_newest_kept_and_logged_once():
     world = SimulatedWorld(jobs=4, files_per_job=2, seed=3, started_at=T0)  # staggered creation
     data_jobs = SimulatedDataJobs(world, 4)  # one ingestion job each
     now = T0 + 3600
@@ -315,13 +317,17 @@ def test_listed_data_jobs_beyond_max_jobs_are_left_out_newest_kept_and_logged_on
     with SimulatorServer(world, KEY, data_jobs=data_jobs, clock=sim_clock) as simulator:
         poller = poller_for(simulator, clock, wall,
                             discovery=DiscoveryConfig(interval=10.0, max_age=7 * 86400.0, max_jobs=2))
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler(logging.INFO)
+        handler.emit = records.append  # type: ignore[method-assign]
+        logging.getLogger("seekrflow_exporter").addHandler(handler)
         try:
-            with caplog.at_level("INFO", logger="seekrflow_exporter"):
-                first = poller.scrape(clock() + 30)
-                clock.now += 10
-                second = poller.scrape(clock() + 30)
+            first = poller.scrape(clock() + 30)
+            clock.now += 10
+            second = poller.scrape(clock() + 30)
             assert simulator.requests[LIST] == 2
         finally:
+            logging.getLogger("seekrflow_exporter").removeHandler(handler)
             poller.close()
     for result in (first, second):
         assert [s.job_id for s in result.data_jobs] == newest_two
@@ -332,7 +338,7 @@ def test_listed_data_jobs_beyond_max_jobs_are_left_out_newest_kept_and_logged_on
     got = samples_of(build_exporter_families(True, 0.5, 9.5, data_job_discovery=second.data_job_discovery))
     assert value(got, "seekrflow_exporter_discovered_data_jobs") == 2
     assert value(got, "seekrflow_exporter_data_job_discovery_jobs_over_limit") == 2
-    reached = [r for r in caplog.records if r.getMessage() == "discovery.max_jobs reached, watching only the newest jobs"]
+    reached = [r for r in records if r.getMessage() == "discovery.max_jobs reached, watching only the newest jobs"]
     assert [r.fields for r in reached] == [{"list": "data job list", "max_jobs": 2, "left_out": 2}]
 
 

@@ -7,12 +7,17 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 
 import pytest
 import requests
 
 from exporter import client
 from exporter import log as exporter_log
+from exporter.cli import _Reloader
+from exporter.config import build_config
+from exporter.runtime import Runtime
+from exporter.selfmetrics import SelfMetrics
 from exporter.web import make_app
 from harness import ExporterProcess, wait_until
 
@@ -145,3 +150,116 @@ def test_a_bug_met_while_fetching_is_logged_with_its_traceback_once_per_kind(cap
     assert 'err="RuntimeError: broken while holding <redacted>" trace="Traceback' in lines[0]
     assert "err=\"KeyError: 'missing'\"" in lines[1]
     assert KEY not in "".join(lines)
+
+
+# --- errors nobody expected: reloads, threads, the process ----------------------------------------
+
+
+def running_config(base_url: str = "http://127.0.0.1:9"):
+    return build_config({"api": {"base_url": base_url}, "jobs": ["ij-1"]}, {"SEEKR_API_KEY": KEY})
+
+
+def reload_gauge(self_metrics: SelfMetrics) -> float | None:
+    return self_metrics.registry.get_sample_value("seekrflow_exporter_config_last_reload_successful")
+
+
+def test_an_unexpected_error_loading_the_file_is_logged_with_its_traceback_without_the_key(capfd):
+    exporter_log.setup_logging("info", "logfmt")
+
+    def load():
+        raise_with(KEY)
+
+    self_metrics = SelfMetrics(process_metrics=False)
+    runtime = Runtime(running_config(), self_metrics, load)
+    try:
+        assert runtime.reload() == "unexpected RuntimeError (see the log)"
+    finally:
+        runtime.close()
+    [line] = capfd.readouterr().err.splitlines()
+    assert line.split(" ", 1)[1].startswith('level=error msg="reload failed, keeping the running configuration" '
+                                            'err="RuntimeError: broken while holding <redacted>" trace="Traceback')
+    assert "in load\\n" in line and "in raise_with\\n" in line
+    assert KEY not in line
+    assert reload_gauge(self_metrics) == 0
+
+
+def test_a_mistake_in_the_file_is_one_line_without_a_traceback(capfd):
+    exporter_log.setup_logging("info", "logfmt")
+
+    def load():
+        return build_config({"jobs": "ij-1"}, {"SEEKR_API_KEY": KEY})
+
+    runtime = Runtime(running_config(), SelfMetrics(process_metrics=False), load)
+    try:
+        reason = runtime.reload()
+    finally:
+        runtime.close()
+    assert reason == "jobs: must be a non-empty list of ingestion job IDs, got 'ij-1'"
+    [line] = capfd.readouterr().err.splitlines()
+    assert line.split(" ", 1)[1] == ('level=error msg="reload failed, keeping the running configuration" '
+                                     f'err="{reason}"')
+
+
+def test_a_reload_that_breaks_after_loading_is_logged_and_the_next_sighup_still_reloads(capfd):
+    exporter_log.setup_logging("info", "logfmt")
+    self_metrics = SelfMetrics(process_metrics=False)
+    runtime = Runtime(running_config(), self_metrics, running_config)
+    builds = []
+    real_build = runtime._build
+
+    def build(config):
+        builds.append(config)
+        if len(builds) == 1:
+            raise_with(KEY)  # a bug met while building the new poller
+        return real_build(config)
+
+    runtime._build = build  # type: ignore[method-assign]
+    reloader = _Reloader(runtime, demo=False)
+    try:
+        running = runtime.collector
+        reloader.request()
+        wait_until(lambda: not reloader._running, what="the failed reload to end")
+        assert runtime.collector is running  # the running configuration stays
+        assert reload_gauge(self_metrics) == 0
+        reloader.request()
+        wait_until(lambda: len(builds) == 2 and not reloader._running, what="the next reload")
+        assert runtime.collector is not running
+        assert reload_gauge(self_metrics) == 1
+    finally:
+        runtime.close()
+    lines = capfd.readouterr().err.splitlines()
+    assert [line.split(" msg=")[1].split('"')[1] for line in lines] == [
+        "reload failed, keeping the running configuration", "configuration reloaded"]
+    assert 'err="RuntimeError: broken while holding <redacted>" trace="Traceback' in lines[0]
+    assert "in build\\n" in lines[0] and "in _reload_once\\n" in lines[0]
+    assert KEY not in "".join(lines)
+
+
+@pytest.mark.parametrize("fmt", exporter_log.FORMATS)
+def test_an_exception_nobody_caught_goes_through_the_log_format_without_the_key(fmt, capfd, monkeypatch):
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    exporter_log.setup_logging("info", fmt)
+    exporter_log.log_uncaught_exceptions()
+    thread = threading.Thread(target=raise_with, args=(KEY,), name="worker")
+    thread.start()
+    thread.join(timeout=30)
+    try:
+        raise_with(KEY)
+    except RuntimeError:
+        sys.excepthook(*sys.exc_info())
+    lines = capfd.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert KEY not in "".join(lines)
+    if fmt == "json":
+        in_thread, in_process = (json.loads(line) for line in lines)
+        assert (in_thread["msg"], in_thread["thread"]) == ("uncaught exception ended a thread", "worker")
+        assert in_process["msg"] == "uncaught exception"
+        for entry in (in_thread, in_process):
+            assert entry["err"] == "RuntimeError: broken while holding <redacted>"
+            assert "in raise_with\n" in entry["trace"]
+    else:
+        assert 'msg="uncaught exception ended a thread" thread=worker err="RuntimeError: broken while holding ' \
+            '<redacted>" trace="Traceback' in lines[0]
+        assert 'msg="uncaught exception" err="RuntimeError: broken while holding <redacted>" trace="Traceback' \
+            in lines[1]
