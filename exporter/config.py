@@ -242,11 +242,29 @@ def _api_key(section: dict, environ: Mapping[str, str]) -> str:
             raise ConfigError("api.api_key_file", str(err)) from None
         if not key:
             raise ConfigError("api.api_key_file", f"{key_file} is empty")
-        return _header_safe(key, "api.api_key_file", "the API key")
+        return _redactable(_header_safe(key, "api.api_key_file", "the API key"), "api.api_key_file")
     key = environ.get("SEEKR_API_KEY", "").strip()
     if not key:
         raise ConfigError("api.api_key_file", "no API key: set api.api_key_file or the SEEKR_API_KEY environment variable")
-    return _header_safe(key, "SEEKR_API_KEY", "the API key")
+    return _redactable(_header_safe(key, "SEEKR_API_KEY", "the API key"), "SEEKR_API_KEY")
+
+
+# The log redacts the key by finding it as is in a line (log.py), which a key fails when it is
+# short enough to be an ordinary word, or when a traceback would show it only through repr(), which
+# escapes a backslash, may escape a quote and escapes characters beyond ASCII (in bytes, all of them).
+MIN_API_KEY_LENGTH = 8
+_REPR_ESCAPED = frozenset("\\'")
+
+
+def _redactable(key: str, path: str) -> str:
+    """The key, if the log can always recognise it to redact it; the message never shows it."""
+    if len(key) < MIN_API_KEY_LENGTH:
+        raise ConfigError(path, f"the API key is shorter than {MIN_API_KEY_LENGTH} characters, "
+                                "so it could not be told apart in the log to keep it out")
+    if any(c in _REPR_ESCAPED or c > "~" for c in key):
+        raise ConfigError(path, "the API key holds a backslash, a single quote or characters beyond ASCII, "
+                                "which an error could show escaped, out of reach of redaction")
+    return key
 
 
 def _header_safe(value: str, path: str, what: str) -> str:

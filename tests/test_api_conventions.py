@@ -24,7 +24,7 @@ GOOD = json.loads((FIXTURES / "job_completed.json").read_text())
 
 
 def base_url_of(**given) -> str:
-    environ = {"SEEKR_API_KEY": "k"}
+    environ = {"SEEKR_API_KEY": "sk-test-key"}
     if "env" in given:
         environ["SEEKR_BASE_URL"] = given["env"]
     api = {"base_url": given["config"]} if "config" in given else {}

@@ -209,13 +209,44 @@ def test_missing_config_file(tmp_path):
 @pytest.mark.parametrize("env, message", [
     ({"SEEKR_API_KEY": "sk-\u20ac-euro"}, "SEEKR_API_KEY: the API key holds characters that cannot be sent in an HTTP header"),
     ({"SEEKR_API_KEY": "sk-a\nb"}, "SEEKR_API_KEY: the API key holds characters that cannot be sent in an HTTP header"),
-    ({"SEEKR_API_KEY": "sk-ok", "SEEKR_TEAM_ID": "t\x00m"},
+    ({"SEEKR_API_KEY": "sk-test-key", "SEEKR_TEAM_ID": "t\x00m"},
      "SEEKR_TEAM_ID: the team ID holds characters that cannot be sent in an HTTP header"),
 ])
 def test_values_that_cannot_travel_as_headers_are_refused_without_showing_them(env, message):
     with pytest.raises(ConfigError) as err:
         build_config({"jobs": ["ij-1"]}, env)
     assert str(err.value) == message
+
+
+SHORT = ("the API key is shorter than 8 characters, so it could not be told apart in the log to keep it out")
+ESCAPED = ("the API key holds a backslash, a single quote or characters beyond ASCII, which an error could show "
+           "escaped, out of reach of redaction")
+
+
+@pytest.mark.parametrize("key, reason", [
+    ("sk-1234", SHORT),
+    ("sk-back\\slash", ESCAPED),
+    ("sk-it's-a-key", ESCAPED),
+    ("sk-caf\xe9-key", ESCAPED),
+    ("sk-nbsp\xa0key", ESCAPED),
+])
+@pytest.mark.parametrize("source", ["SEEKR_API_KEY", "api.api_key_file"])
+def test_a_key_the_log_could_not_redact_is_refused_without_showing_it(key, reason, source, tmp_path):
+    raw: dict = {"jobs": ["ij-1"]}
+    env = {"SEEKR_API_KEY": key}
+    if source == "api.api_key_file":
+        key_file = tmp_path / "key"
+        key_file.write_text(key + "\n", encoding="utf-8")
+        raw["api"] = {"api_key_file": str(key_file)}
+        env = {}
+    with pytest.raises(ConfigError) as err:
+        build_config(raw, env)
+    assert str(err.value) == f"{source}: {reason}"
+    assert key not in str(err.value)
+
+
+def test_the_shortest_key_the_log_can_redact_is_accepted():
+    assert build_config({"jobs": ["ij-1"]}, {"SEEKR_API_KEY": "sk-12345"}).api.api_key == "sk-12345"
 
 
 def test_key_file_that_is_not_text(tmp_path):

@@ -190,7 +190,7 @@ def test_compose_exporter_config_lists_the_simulated_jobs(compose, tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(inline_config(compose, "exporter-config"))
     result = run([sys.executable, "-m", "exporter", "--config.file", str(path), "--config.check"],
-                 cwd=REPO, env={**os.environ, "SEEKR_API_KEY": "x"})
+                 cwd=REPO, env={**os.environ, "SEEKR_API_KEY": "sk-test-key"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == f"{path}: valid, 6 job(s), endpoint /v1/flow/alignment/ingestion/{{id}}"
 

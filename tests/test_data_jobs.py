@@ -40,7 +40,7 @@ class Clock:
 
 
 def config(raw: dict):
-    return build_config(raw, {"SEEKR_API_KEY": "k"})
+    return build_config(raw, {"SEEKR_API_KEY": "sk-test-key"})
 
 
 def test_data_jobs_are_off_by_default_and_configured_ids_are_watched_without_the_list():

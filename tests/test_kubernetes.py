@@ -297,7 +297,7 @@ def test_the_config_passes_the_exporters_own_check(rendered, tmp_path):
     _, documents = rendered
     config = config_of(documents)
     key_file = tmp_path / "api-key"
-    key_file.write_text("a-key\n")
+    key_file.write_text("sk-test-key\n")
     config["api"]["api_key_file"] = str(key_file)
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))

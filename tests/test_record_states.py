@@ -140,7 +140,7 @@ def buckets(got, name):
 
 
 def config(api: dict):
-    return build_config({"jobs": ["ij-1"], "api": api}, {"SEEKR_API_KEY": "k"})
+    return build_config({"jobs": ["ij-1"], "api": api}, {"SEEKR_API_KEY": "sk-test-key"})
 
 
 def test_terminal_record_statuses_are_configured_under_api():

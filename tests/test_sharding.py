@@ -55,7 +55,7 @@ def test_a_bad_shard_flag_stops_startup_with_one_line(tmp_path, args, env, error
     config = tmp_path / "config.yaml"
     config.write_text("jobs: [ij-1]\n")
     done = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(config), *args],
-                          cwd=ROOT, env={"SEEKR_API_KEY": "k", "PATH": "/usr/bin:/bin", **env},
+                          cwd=ROOT, env={"SEEKR_API_KEY": "sk-test-key", "PATH": "/usr/bin:/bin", **env},
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
