@@ -138,3 +138,11 @@ class ExporterProcess:
         self.stop()
         with contextlib.suppress(OSError):
             self._dir.cleanup()
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM: the most resident memory the process ever had."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc")

@@ -14,10 +14,9 @@ import requests
 import yaml
 
 from exporter.config import ConfigError, build_config, load_config
-from harness import ExporterProcess, wait_until
+from harness import ExporterProcess, peak_rss_mib, wait_until
 from hostile_api import HostileAPI, good
 from metric_samples import parse_exposition, value
-from test_fault_api import peak_rss_mib
 
 ENV = {"SEEKR_API_KEY": "sk-test-fault-config"}
 KEY = ENV["SEEKR_API_KEY"]

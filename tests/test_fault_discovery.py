@@ -8,10 +8,9 @@ import pytest
 
 from exporter.discovery import newest
 from exporter.model import parse_job
-from harness import ExporterProcess
+from harness import ExporterProcess, peak_rss_mib
 from hostile_api import HostileAPI, answer, good
 from metric_samples import parse_exposition, series, value
-from test_fault_api import peak_rss_mib
 
 KEY = "sk-test-fault-discovery-0e4a"
 

@@ -10,10 +10,9 @@ import pytest
 import requests
 
 from exporter.cli import _Reloader
-from harness import ExporterProcess, wait_until
+from harness import ExporterProcess, peak_rss_mib, wait_until
 from hostile_api import Exchange, HostileAPI, answer, good
 from metric_samples import parse_exposition, value
-from test_fault_api import peak_rss_mib
 
 KEY = "sk-test-fault-reload-6d2f"
 

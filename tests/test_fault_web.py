@@ -14,10 +14,9 @@ import requests
 from prometheus_client import CollectorRegistry, Counter
 
 from exporter.server import ExporterServer
-from harness import ExporterProcess, wait_until
+from harness import ExporterProcess, peak_rss_mib, wait_until
 from hostile_api import HostileAPI, good
 from metric_samples import parse_exposition, value
-from test_fault_api import peak_rss_mib
 
 KEY = "sk-test-fault-web-3b8e"
 
