@@ -155,7 +155,8 @@ def _render_one(template: str, values: dict[str, str]) -> str:
     return text
 
 
-def _parse_assignment(text: str) -> tuple[str, str]:
+def parse_assignment(text: str) -> tuple[str, str]:
+    """One --set NAME=VALUE (deploy/kubernetes/generate.py takes the same flag)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=RULES_DIR,
                         help="the directory of the rules files (default: prometheus/rules)")
     parser.add_argument(
-        "--set", dest="overrides", type=_parse_assignment, action="append", default=[],
+        "--set", dest="overrides", type=parse_assignment, action="append", default=[],
         metavar="NAME=VALUE", help="override one threshold of thresholds.yml (repeatable)",
     )
     parser.add_argument(

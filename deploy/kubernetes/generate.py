@@ -67,17 +67,10 @@ def render(overrides: dict[str, object] | None = None) -> str:
     return BANNER + yaml.dump(manifest, Dumper=_BlockStrings, sort_keys=False, width=10000)
 
 
-def _parse_assignment(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=VALUE")
-    return name, value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=RULE_FILE, help="where to write the PrometheusRule")
-    parser.add_argument("--set", dest="overrides", type=_parse_assignment, action="append", default=[],
+    parser.add_argument("--set", dest="overrides", type=load_render_rules().parse_assignment, action="append", default=[],
                         metavar="NAME=VALUE", help="override one value of prometheus/thresholds.yml (repeatable)")
     parser.add_argument("--check", action="store_true", help="only compare with --output; exit 1 when it differs")
     args = parser.parse_args(argv)
