@@ -21,6 +21,8 @@ import pytest
 from prometheus_client.exposition import choose_encoder
 
 from exporter.config import MetricsConfig
+from exporter.datajob import parse_data_job
+from exporter.datajobmetrics import build_data_job_families
 from exporter.metrics import FamiliesCollector, build_job_families
 from exporter.model import JobSnapshot, parse_job
 from exporter.results import DiscoveryStatus
@@ -52,11 +54,31 @@ def snapshots() -> list[JobSnapshot]:
     ]
 
 
-def exposition(accept: str, settings: MetricsConfig, jobs: list[JobSnapshot], exporter: bool) -> str:
-    families = build_job_families(jobs, NOW, settings)
+def data_job_snapshots() -> list[JobSnapshot]:
+    """A data job holding two ingestion jobs (one completed, one running with a failed record), and
+    one that failed to answer."""
+    data_job = parse_data_job(json.loads((FIXTURES / "data_job.json").read_text()))
+    return [JobSnapshot("dj-support", data_job, True, last_success=NOW - 1),
+            JobSnapshot("dj-gone", None, False, error="http_404")]
+
+
+def nested_snapshots(data_jobs: list[JobSnapshot]) -> list[JobSnapshot]:
+    """The ingestion jobs inside the data jobs, from the data job's answer, as a scrape serves them."""
+    return [JobSnapshot(nested.id, nested, True, last_success=snapshot.last_success)
+            for snapshot in data_jobs if snapshot.job is not None
+            for nested in snapshot.job.watchable_ingestion_jobs]
+
+
+def exposition(accept: str, settings: MetricsConfig, jobs: list[JobSnapshot], exporter: bool,
+               data_jobs: list[JobSnapshot] | None = None) -> str:
+    """Ordered as /metrics orders it: ingestion jobs (the nested ones too), data jobs, the exporter."""
+    families = build_job_families(jobs + nested_snapshots(data_jobs or []), NOW, settings)
+    if data_jobs is not None:
+        families += build_data_job_families(data_jobs, settings)
     if exporter:
         families += build_exporter_families(api_up=True, scrape_duration=0.25, scrape_budget=9.5,
-                                            discovery=DiscoveryStatus(True, 5))
+                                            discovery=DiscoveryStatus(True, 5),
+                                            data_job_discovery=None if data_jobs is None else DiscoveryStatus(True, 2))
     encoder, _ = choose_encoder(accept)
     return encoder(FamiliesCollector(families)).decode("utf-8")
 
@@ -65,10 +87,10 @@ def jobs_of(*job_ids: str) -> list[JobSnapshot]:
     return [snapshot for snapshot in snapshots() if snapshot.job_id in job_ids]
 
 
-# file name -> (Accept header, settings, snapshots, with the exporter's own per-scrape series)
+# file name -> (Accept header, settings, snapshots, with the exporter's own per-scrape series, data jobs)
 CASES = {
-    "jobs.prom": (TEXT, MetricsConfig(), snapshots(), True),
-    "jobs.openmetrics.txt": (OPENMETRICS, MetricsConfig(), snapshots(), True),
+    "jobs.prom": (TEXT, MetricsConfig(), snapshots(), True, data_job_snapshots()),
+    "jobs.openmetrics.txt": (OPENMETRICS, MetricsConfig(), snapshots(), True, data_job_snapshots()),
     # Every cap at work: per-file series for two records only, one extra record status, label values cut.
     "capped.prom": (TEXT, MetricsConfig(per_file_limit=2, record_status_limit=1, error_text_limit=16),
                     jobs_of("ij-running", "ij-queued"), False),
