@@ -73,7 +73,9 @@ def exporter_config(base_url: str, job_ids: list[str], **scrape) -> dict:
     config = {"api": {"base_url": base_url, "endpoint": "alignment", "max_concurrency": API_CONCURRENCY},
               "jobs": job_ids}
     if scrape:
-        config["scrape"] = {"timeout": "60s", **scrape}
+        # Long enough for a complete cold round at 1M records on a busy machine: these exporters
+        # measure the cost of whole scrapes; the first-scrape measurement tests the deadline.
+        config["scrape"] = {"timeout": "300s", **scrape}
     return config
 
 
