@@ -104,6 +104,7 @@ def series(text, fmt):
     return sorted((s.name, sorted(s.labels.items()), s.value) for family in parse(text.decode()) for s in family.samples)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(worlds(), st.floats(0, 7200))
 def test_joined_pieces_are_exactly_what_prometheus_client_writes(world, later):

@@ -245,6 +245,7 @@ def test_oversized_record_ids_are_cut_and_the_exposition_stays_small():
 # --- a hung job does not hold every scrape to its deadline -------------------------------------
 
 
+@pytest.mark.slow
 def test_a_scrape_answers_early_when_only_a_hung_request_is_left():
     release = threading.Event()
 

@@ -275,6 +275,7 @@ def test_a_failing_job_list_is_asked_again_with_back_off():
         simulator.stop()
 
 
+@pytest.mark.slow
 def test_a_reload_during_a_slow_scrape_keeps_what_was_known(simulator):
     old = poller_for(simulator, ["ij-slow", "ij-done"], cache_ttl=0.0)
     new = poller_for(simulator, ["ij-slow", "ij-done"], cache_ttl=0.0)

@@ -42,6 +42,7 @@ def _read_all_pages(url: str, limit: int) -> list[dict]:
         offset += limit
 
 
+@pytest.mark.slow
 def test_statuses_move_from_file_processing_to_the_alignment_statuses_and_every_answer_parses_with_the_sdk():
     # No failures: every data job with files becomes ready; the even ones start on their own.
     world = SimulatedWorld(jobs=5, files_per_job=4, seed=1, failure_rate=0.0, deleted_rate=0.0,
