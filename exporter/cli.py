@@ -20,7 +20,7 @@ from .log import FORMATS, LEVELS, log_uncaught_exceptions, redact, setup_logging
 from .runtime import Runtime
 from .selfmetrics import SelfMetrics
 from .server import ExporterServer
-from .sharding import Shard, ordinal_of
+from .sharding import Shard, check_sharded_config, ordinal_of
 from .web import OTHER_PAGES, make_app
 from .webconfig import WebConfigError, WebConfigSource, protect
 
@@ -106,11 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         simulator, config = _start_demo()
     else:
         try:
-            config = _load_keeping_the_key_secret(args.config_file)
+            config = check_sharded_config(_load_keeping_the_key_secret(args.config_file), shard)
         except ConfigError as err:
             log.error("invalid configuration", extra={"fields": {"file": args.config_file, "err": str(err)}})
             return 1
-    load = None if args.demo else (lambda: _load_keeping_the_key_secret(args.config_file))
+    load = None if args.demo else (lambda: check_sharded_config(_load_keeping_the_key_secret(args.config_file), shard))
     try:
         return _run(config, load, addresses, demo=simulator is not None, lifecycle=args.enable_lifecycle,
                     web_config=web_config, telemetry_path=args.telemetry_path,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .config import Config, ConfigError
+
 _FNV_OFFSET, _FNV_PRIME, _MASK = 0xCBF29CE484222325, 0x100000001B3, 2**64 - 1
 _ORDINAL = re.compile(r".+-(\d+)")
 MAX_SHARDS = 1000
@@ -41,6 +43,19 @@ class Shard:
 
     def owns(self, job_id: str) -> bool:
         return self.total == 1 or fnv1a_64(job_id.encode("utf-8", "surrogatepass")) % self.total == self.index
+
+
+def check_sharded_config(config: Config, shard: Shard) -> Config:
+    """``config`` if this shard can see every job it owns under it, else a ``ConfigError``.
+
+    A shard learns which of its ingestion jobs sit in another shard's data job only from the job
+    list: without discovery those jobs would be exported by no shard at all.
+    """
+    if shard.sharded and config.data_jobs.active and not config.discovery.enabled:
+        raise ConfigError("discovery.enabled", "must be true when data jobs are watched and --total-shards is "
+                                               "above 1: a shard finds its ingestion jobs nested in other shards' "
+                                               "data jobs only in the job list")
+    return config
 
 
 def ordinal_of(pod_name: str) -> int:

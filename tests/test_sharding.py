@@ -157,3 +157,30 @@ def test_a_shard_keeps_only_its_own_listed_jobs_and_max_jobs_counts_those():
     # The newest 20 of this shard's own jobs, none of another shard's.
     assert {job.id for job in kept.jobs} == {job.id for job in sorted(own, key=lambda j: j.created_at)[-20:]}
     assert kept.left_out == len(own) + int(shard.owns("ij-broken-9")) - 20
+
+
+def test_sharded_data_jobs_without_discovery_stop_startup_with_one_line(tmp_path):
+    # A shard finds its ingestion jobs nested in another shard's data job only in the job list.
+    config = tmp_path / "config.yaml"
+    config.write_text("data_jobs:\n  jobs: [dj-1]\n")
+    done = subprocess.run([sys.executable, "-m", "exporter", "--config.file", str(config), "--shard", "1",
+                           "--total-shards", "2"],
+                          cwd=ROOT, env={"SEEKR_API_KEY": "sk-test-key", "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "discovery.enabled: must be true when data jobs are watched" in lines[0], done.stderr
+
+
+def test_the_sharded_data_jobs_rule_holds_for_each_config_alone():
+    from exporter.config import Config, ConfigError, DataJobsConfig, DiscoveryConfig
+    from exporter.sharding import check_sharded_config
+
+    without_discovery = Config(jobs=(), data_jobs=DataJobsConfig(enabled=True))
+    with_discovery = Config(jobs=(), data_jobs=DataJobsConfig(enabled=True), discovery=DiscoveryConfig(enabled=True))
+    assert check_sharded_config(without_discovery, Shard(0, 1)) is without_discovery
+    assert check_sharded_config(with_discovery, Shard(1, 3)) is with_discovery
+    assert check_sharded_config(Config(jobs=("ij-1",)), Shard(1, 3)).jobs == ("ij-1",)
+    with pytest.raises(ConfigError) as refused:
+        check_sharded_config(without_discovery, Shard(1, 3))
+    assert refused.value.path == "discovery.enabled"
