@@ -55,6 +55,11 @@ class JobState:
         return KnownJob(self.job, self.data_from, self.last_success, self.error, self.error_from, self.retry_at,
                         self.in_flight)
 
+    @property
+    def answered_from(self) -> float:
+        """Start of the request behind the latest answer, data or failure; -inf if none came yet."""
+        return max(self.data_from or float("-inf"), self.error_from or float("-inf"))
+
     def is_due(self, now: float, finished_job_refresh: float) -> bool:
         """Whether this round should ask the API for the job (``now`` monotonic)."""
         if self.retry_at is not None and now < self.retry_at:
@@ -68,7 +73,7 @@ class JobState:
               from_list: bool = False) -> None:
         """Take an answer to a request that started at ``started``; ``from_list``: the job list's
         copy of the job, which says nothing about this job's own Retry-After."""
-        newest = max(self.data_from or float("-inf"), self.error_from or float("-inf"))
+        newest = self.answered_from
         if started < newest:
             return  # an answer to an older request than what we hold
         if result.job is not None:

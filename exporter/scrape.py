@@ -224,9 +224,10 @@ class JobPoller:
             self._states.setdefault(job_id, JobState(job_id))
         due = [job_id for job_id in self.job_ids
                if job_id not in covered and self._states[job_id].is_due(now, self._settings.finished_job_refresh)]
-        # Oldest data first: when the pool cannot serve every job before the deadline, the jobs
-        # left out this time are served first next time, so none goes dark for good.
-        due.sort(key=lambda job_id: self._states[job_id].data_from or float("-inf"))
+        # Longest unanswered first: when the pool cannot serve every job before the deadline, the
+        # jobs left out this time are served first next time, so none goes dark for good. An
+        # answered failure counts as an answer, or jobs that never get data would take every turn.
+        due.sort(key=lambda job_id: self._states[job_id].answered_from)
         submitted: Submitted = {}
         for job_id in due:
             self._submit(pool, self._states[job_id], submitted)

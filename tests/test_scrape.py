@@ -164,6 +164,23 @@ def test_an_oversubscribed_pool_serves_every_job_in_turn():
         simulator.stop()
 
 
+def test_jobs_that_never_get_data_take_their_turn_and_starve_no_one():
+    simulator = paced_simulator(answer_after=0.25, workers=1)
+    jobs = ["ij-running", "ij-done", "ij-a", "ij-b"]
+    # One answer per round. ij-a and ij-b are unknown (404): they are answered but never hold data,
+    # and must neither take every turn nor keep the two real jobs from being asked again.
+    poller = paced_poller_for(simulator, jobs, cache_ttl=0.0, finished_job_refresh=0.0)
+    try:
+        for _ in range(8):
+            scrape(poller, simulator.clock, budget=0.4)
+        asked = [simulator.job_requests[job_id] for job_id in jobs]
+        # Turns go round: every job is asked about as often as any other.
+        assert min(asked) >= 3 and max(asked) - min(asked) <= 1, dict(zip(jobs, asked))
+    finally:
+        poller.close()
+        simulator.stop()
+
+
 def discovery_simulator(extra_fixtures=None):
     """Two fixture jobs from January (one running, one long finished) and three young simulated jobs."""
     bodies = {}
