@@ -16,10 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 from . import __version__
 from .address import parse_listen_address
 from .config import ApiConfig, Config, ConfigError, DataJobsConfig, load_config
+from .durations import parse_duration
 from .log import FORMATS, LEVELS, log_uncaught_exceptions, redact, setup_logging
 from .runtime import Runtime
 from .selfmetrics import SelfMetrics
-from .server import ExporterServer
+from .server import READ_TIMEOUT, ExporterServer
 from .sharding import Shard, check_sharded_config, ordinal_of
 from .web import OTHER_PAGES, make_app
 from .webconfig import WebConfigError, WebConfigSource, protect
@@ -50,6 +51,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--web.config.file", dest="web_config_file", default=None, metavar="PATH",
                         help="TLS, basic auth and headers, in the Prometheus exporter-toolkit format; "
                              "read again for every connection")
+    parser.add_argument("--web.read-timeout", dest="read_timeout", default=f"{READ_TIMEOUT:.0f}s", metavar="DURATION",
+                        help="time each connection has to send its request head (and finish its TLS "
+                             "handshake) before it is closed, as a Prometheus duration (default: %(default)s)")
     parser.add_argument("--log.level", dest="log_level", default="info", choices=list(LEVELS),
                         help="log level (default: %(default)s)")
     parser.add_argument("--log.format", dest="log_format", default="logfmt", choices=list(FORMATS),
@@ -90,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("invalid flag", extra={"fields": {"err": f"--web.telemetry-path {problem}"}})
         return 1
     try:
+        read_timeout = read_timeout_of(args.read_timeout)
+    except ValueError as err:
+        log.error("invalid flag", extra={"fields": {"err": f"--web.read-timeout {err}"}})
+        return 1
+    try:
         shard = _shard(args)
     except ValueError as err:
         log.error("invalid flag", extra={"fields": {"err": str(err)}})
@@ -114,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(config, load, addresses, demo=simulator is not None, lifecycle=args.enable_lifecycle,
                     web_config=web_config, telemetry_path=args.telemetry_path,
-                    exporter_metrics=not args.disable_exporter_metrics, shard=shard)
+                    exporter_metrics=not args.disable_exporter_metrics, shard=shard,
+                    read_timeout=read_timeout)
     finally:
         if simulator is not None:
             simulator.stop()
@@ -163,6 +173,15 @@ def _start_demo():
     return simulator, config
 
 
+def read_timeout_of(text: str) -> float:
+    """Seconds in a --web.read-timeout; ``ValueError`` unless a Prometheus duration above 0."""
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        # 0 would close every connection before its first byte, not turn the limit off.
+        raise ValueError(f"{text!r} must be longer than 0s")
+    return seconds
+
+
 def telemetry_path_problem(path: str) -> str | None:
     """Why ``path`` cannot serve the metrics, or None: an absolute path of its own."""
     if not path.startswith("/") or any(char.isspace() or not char.isprintable() for char in path) or "?" in path:
@@ -174,7 +193,7 @@ def telemetry_path_problem(path: str) -> str | None:
 
 def _run(config: Config, load, addresses: list[tuple[str, tuple[str, int]]], demo: bool, lifecycle: bool,
          web_config: WebConfigSource | None = None, telemetry_path: str = DEFAULT_TELEMETRY_PATH,
-         exporter_metrics: bool = True, shard: Shard = Shard()) -> int:
+         exporter_metrics: bool = True, shard: Shard = Shard(), read_timeout: float = READ_TIMEOUT) -> int:
     """``addresses`` holds each --web.listen-address as given (for messages) and the (host, port)
     parsed from it; one server listens on each, all serving the same pages."""
     self_metrics = SelfMetrics(process_metrics=exporter_metrics, shard=shard)
@@ -189,7 +208,8 @@ def _run(config: Config, load, addresses: list[tuple[str, tuple[str, int]]], dem
     servers: list[ExporterServer] = []
     for listen, address in addresses:
         try:
-            servers.append(ExporterServer(*address, app, self_metrics.connections_shed, tls=tls))
+            servers.append(ExporterServer(*address, app, self_metrics.connections_shed, tls=tls,
+                                          read_timeout=read_timeout))
         except OSError as err:
             log.error("cannot listen", extra={"fields": {"address": listen, "err": err.strerror}})
             for server in servers:

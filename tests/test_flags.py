@@ -129,3 +129,28 @@ def test_disable_exporter_metrics_leaves_out_the_process_series_only(api):
     assert {"process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds"} <= process
     assert lean == full - process
     assert {"seekrflow_up", "seekrflow_exporter_build_info", "seekrflow_ingestion_job_status"} <= lean
+
+
+# --- --web.read-timeout -------------------------------------------------------------------------
+
+def test_the_read_timeout_closes_a_connection_that_never_finishes_its_request(api):
+    with ExporterProcess(config_for(api), KEY, extra_args=["--web.read-timeout", "1s"]) as exporter:
+        with socket.create_connection(("127.0.0.1", exporter.port), timeout=20) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # one line, then nothing
+            # Closed by the 1 s deadline: the 10 s default would leave this receive to time out.
+            sock.settimeout(9)
+            assert sock.recv(4096) == b""
+        assert exporter.scrape().status_code == 200
+
+
+@pytest.mark.parametrize(("given", "reason"), [
+    ("10", "is not a duration like 30s"),
+    ("1.5s", "is not a duration like 30s"),
+    ("0s", "must be longer than 0s"),
+])
+def test_a_read_timeout_that_is_not_a_positive_duration_is_refused_in_one_line(api, tmp_path, given, reason):
+    result = run_exporter(["--web.listen-address", "127.0.0.1:0", "--web.read-timeout", given], tmp_path,
+                          config_for(api))
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert 'msg="invalid flag" err="--web.read-timeout ' in line and reason in line
