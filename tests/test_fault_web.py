@@ -5,6 +5,7 @@ import errno
 import re
 import selectors
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -77,31 +78,51 @@ def exporter():
 # --- floods ------------------------------------------------------------------------------------
 
 
+def closed_count(socks: list[socket.socket]) -> int:
+    """How many of ``socks`` the other end has closed (without select(): they may be past fd 1024)."""
+    closed = 0
+    for sock in socks:
+        sock.settimeout(0)  # a peek that never waits
+        try:
+            closed += sock.recv(1, socket.MSG_PEEK) == b""
+        except BlockingIOError:
+            pass
+        except ConnectionResetError:
+            closed += 1
+    return closed
+
+
 @pytest.mark.slow
-def test_a_thousand_idle_connections_leave_room_for_a_scrape(exporter):
-    idle = []
-    try:
-        for _ in range(1000):
-            sock = socket.create_connection(("127.0.0.1", exporter.port), timeout=20)
-            sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # one line, then nothing
-            idle.append(sock)
-        response = exporter.scrape()
-        got = parse_exposition(response.text)
-        peak = peak_rss_mib(exporter.proc.pid)
-    finally:
-        for sock in idle:
-            sock.close()
+def test_a_thousand_idle_connections_leave_room_for_a_scrape():
+    # A read timeout far beyond the test: only the connection cap closes the idle ones, however
+    # long opening 1,000 of them takes.
+    with HostileAPI({"ij-1": good()}) as api:
+        # No cached round: the scrape's own series are read as it is answered.
+        config = {"api": {"base_url": api.url}, "jobs": ["ij-1"], "scrape": {"cache_ttl": "0s"}}
+        with ExporterProcess(config, KEY, extra_args=["--web.read-timeout", "300s"]) as exporter:
+            idle = []
+            try:
+                for _ in range(1000):
+                    sock = socket.create_connection(("127.0.0.1", exporter.port), timeout=20)
+                    sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # one line, then nothing
+                    idle.append(sock)
+                # The server accepts at its own pace: the scrape comes once it has taken them all.
+                wait_until(lambda: closed_count(idle) == 488, timeout=60,
+                           what="the server to accept every connection")
+                response = exporter.scrape()
+                got = parse_exposition(response.text)
+                wait_until(lambda: closed_count(idle) == 489, what="the scrape to close one more")
+                peak = peak_rss_mib(exporter.proc.pid)
+            finally:
+                for sock in idle:
+                    sock.close()
+            wait_until(lambda: "connection limit reached" in exporter._stderr_path.read_text(),
+                       what="the shed log line")
     assert value(got, "seekrflow_ingestion_job_scrape_success", job_id="ij-1") == 1
-    # 512 fit; the others and the scrape made room by closing the oldest idle ones, unless the
-    # 10 s read deadline closed some first (on a busy machine accepting 1,000 takes a while): the
-    # exact count is pinned on a clock that stands still in the test below.
-    shed = value(got, "seekrflow_exporter_http_connections_shed_total", reason="idle")
-    assert 0 <= shed <= 489
+    # 512 fit; the other 488 and the scrape each made room by closing the oldest idle one.
+    assert value(got, "seekrflow_exporter_http_connections_shed_total", reason="idle") == 489
     assert value(got, "seekrflow_exporter_http_connections_shed_total", reason="full") == 0
     assert peak < 250, f"peak RSS {peak:.0f} MiB"
-    if shed:
-        wait_until(lambda: "connection limit reached" in exporter._stderr_path.read_text(),
-                   what="the shed log line")
 
 
 @pytest.mark.slow
@@ -132,23 +153,23 @@ def listen_backlog(port: int) -> int:
 @pytest.mark.slow
 def test_two_hundred_simultaneous_connects_are_all_answered_without_a_syn_retry(exporter):
     assert listen_backlog(exporter.port) >= 128
-    # One thread, non-blocking sockets: the 200 SYNs leave within milliseconds, and when each
-    # connection completes is seen without 200 threads queueing for the interpreter.
+    # One thread, non-blocking sockets: the 200 SYNs leave within milliseconds, and each
+    # connection is seen to complete without 200 threads queueing for the interpreter.
     selector = selectors.DefaultSelector()
-    began = time.monotonic()
     for _ in range(200):
         sock = socket.socket()
         sock.setblocking(False)
         assert sock.connect_ex(("127.0.0.1", exporter.port)) in (0, errno.EINPROGRESS)
         selector.register(sock, selectors.EVENT_WRITE)
-    connected: dict[socket.socket, float] = {}
-    while len(connected) < 200 and time.monotonic() - began < 60:
+    connected: list[socket.socket] = []
+    gives_up = time.monotonic() + 60
+    while len(connected) < 200 and time.monotonic() < gives_up:
         for key, _ in selector.select(timeout=1):
             sock = key.fileobj
-            connected[sock] = time.monotonic() - began
+            connected.append(sock)
             selector.unregister(sock)
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
-    statuses = []
+    statuses, retransmitted = [], []
     for sock in connected:
         sock.setblocking(True)
         sock.settimeout(60)
@@ -157,10 +178,18 @@ def test_two_hundred_simultaneous_connects_are_all_answered_without_a_syn_retry(
             answer = b""
             while chunk := sock.recv(4096):
                 answer += chunk
+            retransmitted.append(total_retransmits(sock))
         statuses.append(status_of(answer))
     assert statuses == ["HTTP/1.0 200 OK"] * 200
-    # A SYN dropped from a full backlog is sent again only after 1 s: none waited that long.
-    assert max(connected.values()) < 1.0, sorted(connected.values())[-5:]
+    # A SYN dropped by a full backlog is sent again, and so is a request whose handshake's last ACK
+    # was dropped: the kernel's count of the connection's retransmissions says so, however long
+    # anything took.
+    assert retransmitted == [0] * 200
+
+
+def total_retransmits(sock: socket.socket) -> int:
+    """tcpi_total_retrans of the socket's struct tcp_info (linux/tcp.h: the u32 at byte 100)."""
+    return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 100)[0]
 
 
 def test_at_the_cap_with_every_connection_busy_a_new_one_gets_a_503():
