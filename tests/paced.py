@@ -6,6 +6,8 @@ round (``JobPoller(..., monotonic=clock, wait_until=simulator.wait_until)``): it
 answers go one at a time, in the order they fall due, while they fall due by the round's deadline,
 moving the clock to each; then the deadline comes and the round ends with what was answered.
 
+A job named in ``hung`` is never answered while the simulator runs.
+
 So what a round gets depends only on ``answer_after``, the budget and the pool size, never on how
 busy the machine is. Between two steps it waits, in real time, until the pool has started every
 request it can and each of them has reached the simulator (at most 20 s, then the test fails).
@@ -42,10 +44,12 @@ class _HeldAnswer:
 class PacedSimulator(SimulatorServer):
     """The simulator on ``clock``, for a poller whose pool has ``workers`` workers."""
 
-    def __init__(self, *args, clock: PacedClock, answer_after: float, workers: int, **kwargs) -> None:
+    def __init__(self, *args, clock: PacedClock, answer_after: float, workers: int,
+                 hung: frozenset[str] = frozenset(), **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.clock = clock
         self.answer_after = answer_after
+        self.hung = hung  # job IDs whose requests are held until stop(): they never fall due
         self.workers = workers
         self._held: list[_HeldAnswer] = []
         self._held_lock = threading.Lock()
@@ -53,7 +57,8 @@ class PacedSimulator(SimulatorServer):
 
     def answer(self, path: str, authorization: str | None, team_id: str | None = None) -> tuple[int, bytes]:
         answer = super().answer(path, authorization, team_id)  # counted as asked from now on
-        held = _HeldAnswer(self.clock.now + self.answer_after)
+        hung = path.rstrip("/").rsplit("/", 1)[-1] in self.hung
+        held = _HeldAnswer(float("inf") if hung else self.clock.now + self.answer_after)
         with self._held_lock:
             self._held.append(held)
         if not self._open.is_set():

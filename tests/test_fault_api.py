@@ -173,17 +173,19 @@ def test_a_drip_is_cut_off_at_the_api_timeout(behaviour, detail):
     assert took < 15, took
 
 
+@pytest.mark.slow
 def test_the_deadline_spans_redirect_hops():
-    """Each hop answers just inside the timeout; together they exceed it."""
+    """Each hop answers well inside the timeout; two together exceed it by as much."""
     def slow_redirect(ex: Exchange) -> None:
-        time.sleep(0.8)
+        time.sleep(3.0)
         redirect(PATH + "ij-slow")(ex)
     with HostileAPI({"ij-slow": slow_redirect}) as api:
-        result, _ = fetch(api.url, "ij-slow", timeout=2.0)
+        result, _ = fetch(api.url, "ij-slow", timeout=4.5)
         asked = len(api.requests_for("ij-slow"))
-    assert (result.reason, result.detail) == ("timeout", "no answer within 2.0s")
-    # A deadline per hop would have let all 4 hops the redirect limit allows go out (3.2 s).
-    assert asked < 4
+    assert (result.reason, result.detail) == ("timeout", "no answer within 4.5s")
+    # One deadline for all hops ends the fetch in the second; a deadline per hop would have let
+    # all 4 hops the redirect limit allows go out (12 s), each 1.5 s inside its own.
+    assert asked <= 2
 
 
 # --- stale kept-alive connections ---------------------------------------------------------------
@@ -246,7 +248,9 @@ def test_oversized_record_ids_are_cut_and_the_exposition_stays_small():
 
 
 @pytest.mark.slow
-def test_a_scrape_answers_early_when_only_a_hung_request_is_left():
+def test_a_hung_request_fails_only_its_job_and_is_not_sent_again():
+    """Through the process; that the scrape answers long before its budget, once only the hung
+    request is left, is pinned on the poller's own clock in test_scrape.py."""
     release = threading.Event()
 
     def hung(ex: Exchange) -> None:
@@ -267,9 +271,6 @@ def test_a_scrape_answers_early_when_only_a_hung_request_is_left():
         release.set()
     for got in (first, second):
         assert value(got, "seekrflow_exporter_scrape_timeout_seconds") == 19.5
-        # The straggler rule: the hung request is given up on after max(4 x the slowest answer,
-        # a quarter of the 19.5 s budget (4.875 s), 1 s), far from the budget itself.
-        assert value(got, "seekrflow_exporter_scrape_duration_seconds") < 10
         assert value(got, "seekrflow_ingestion_job_scrape_error_info", job_id="ij-hung", reason="timeout") == 1
         assert all(value(got, "seekrflow_ingestion_job_scrape_success", job_id=f"ij-{n}") == 1 for n in range(3))
     assert asked == 1  # the second scrape waited for the same request, it did not send another

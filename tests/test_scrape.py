@@ -144,6 +144,27 @@ def test_an_answer_after_the_deadline_is_used_by_the_next_scrape():
         simulator.stop()
 
 
+def test_a_round_answers_early_when_only_a_hung_request_is_left():
+    simulator = PacedSimulator(SimulatedWorld(jobs=0, files_per_job=1), KEY, fixtures=fixture_bodies(),
+                               clock=PacedClock(), answer_after=0.5, workers=4, hung=frozenset({"ij-slow"}))
+    simulator.start("127.0.0.1", 0)
+    clock = simulator.clock
+    poller = paced_poller_for(simulator, ["ij-running", "ij-done", "ij-slow"], cache_ttl=0.0)
+    try:
+        started = clock()
+        result = poller.scrape(started + 20.0)
+        ended = clock()
+    finally:
+        simulator.stop()  # lets the hung request go, so the pool can close
+        poller.close()
+    snapshots = {s.job_id: s for s in result.snapshots}
+    assert (snapshots["ij-slow"].error, snapshots["ij-slow"].job) == ("timeout", None)
+    assert snapshots["ij-running"].fresh and snapshots["ij-done"].fresh
+    # Given up on once it has run max(4 x 0.5 s, a quarter of the 20 s budget, 1 s) = 5 s (seen at
+    # the next 0.1 s look), on the poller's clock: the deadline 20 s away is never reached.
+    assert 5.0 < ended - started <= 5.2, ended - started
+
+
 def test_an_oversubscribed_pool_serves_every_job_in_turn():
     simulator = paced_simulator(answer_after=0.25, workers=1)
     jobs = ["ij-running", "ij-done", "ij-a", "ij-b"]
