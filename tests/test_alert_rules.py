@@ -71,6 +71,7 @@ def test_promtool_check_rules(rule_file):
 
 
 @pytest.mark.parametrize("test_file", RULE_TEST_FILES, ids=lambda path: path.name)
+@pytest.mark.slow
 def test_promtool_rule_unit_tests(test_file):
     result = run_tool("promtool", "test", "rules", test_file.name, cwd=test_file.parent)
     assert result.returncode == 0

@@ -53,6 +53,7 @@ def test_a_base_url_that_is_only_a_version_is_still_refused_by_its_key():
 
 
 @pytest.mark.parametrize("spelling", ["env", "config"])
+@pytest.mark.slow
 def test_the_exporter_reaches_the_api_with_a_v1_base_url_and_logs_the_url_it_uses(spelling):
     world = SimulatedWorld(jobs=0, files_per_job=1)
     with SimulatorServer(world, KEY, fixtures={GOOD["id"]: GOOD}) as simulator:

@@ -46,6 +46,7 @@ def test_accept_encoding_q_values(header, gzipped):
     assert gzip_accepted(header) is gzipped
 
 
+@pytest.mark.slow
 def test_scrapes_sharing_a_round_get_the_same_body_and_gzip_is_the_same_text(simulator):
     with ExporterProcess(config(simulator, cache_ttl="1m"), KEY) as exporter:
         raw(exporter.url, OPENMETRICS)  # the round

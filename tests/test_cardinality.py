@@ -164,6 +164,7 @@ def test_series_per_job_and_per_record_as_docs_performance_tabulates(status, err
     assert count(per_file="none", deny=(P + "job_file_.*",)) == job_level - 39  # both gauge histograms
 
 
+@pytest.mark.slow
 def test_the_running_exporter_serves_what_the_config_lets_through():
     key = "sk-test-cardinality-7f3a"
     bodies = {name: json.loads((FIXTURES / f"job_{name}.json").read_text()) for name in ("completed", "running")}

@@ -188,6 +188,7 @@ def test_invalid_yaml_names_the_line(tmp_path):
     assert proc.stderr.strip() == f"{path}: {path} is not valid YAML at line 3, column 2"
 
 
+@pytest.mark.slow
 def test_config_check_accepts_a_good_file_and_refuses_a_bad_one(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump({"jobs": ["ij-1", "ij-2"], "api": {"endpoint": "ingestion"}}))
@@ -281,6 +282,7 @@ def test_values_past_any_sane_range_are_refused(raw, message):
     assert str(err.value) == message
 
 
+@pytest.mark.slow
 def test_deeply_nested_yaml_is_a_config_error(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("jobs: " + "[" * 5000 + "]" * 5000 + "\n")

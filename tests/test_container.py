@@ -162,6 +162,7 @@ def inline_config(compose: dict, name: str) -> str:
     return compose["configs"][name]["content"]
 
 
+@pytest.mark.slow
 def test_compose_file_follows_the_compose_specification():
     result = run([venv_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)])
     assert result.returncode == 0, result.stdout + result.stderr

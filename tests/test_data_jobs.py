@@ -342,6 +342,7 @@ def test_listed_data_jobs_beyond_max_jobs_are_left_out_newest_kept_and_logged_on
     assert [r.fields for r in reached] == [{"list": "data job list", "max_jobs": 2, "left_out": 2}]
 
 
+@pytest.mark.slow
 def test_the_whole_data_job_list_read_gets_discovery_timeout_not_api_timeout():
     # An empty page dripped over about 1.2 s: longer than api.timeout (0.3 s), well within
     # discovery.timeout (60 s).

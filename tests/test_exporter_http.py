@@ -51,6 +51,7 @@ def config_for(simulator, jobs, **sections):
     return config
 
 
+@pytest.mark.slow
 def test_bad_jobs_fail_alone_and_the_rest_keep_exact_series(simulator):
     world_ids = simulator.world.job_ids()
     jobs = ["ij-running", "ij-done", "ij-odd", "ij-404", "ij-500", "ij-badjson", "ij-badschema", *world_ids]
@@ -99,6 +100,7 @@ def test_bad_jobs_fail_alone_and_the_rest_keep_exact_series(simulator):
     assert KEY not in text and KEY not in exporter.log
 
 
+@pytest.mark.slow
 def test_wrong_key_gives_up_zero_and_never_shows_the_key(simulator):
     wrong = "sk-wrong-key-0123456789abcdef0123456789"
     config = config_for(simulator, ["ij-running", "ij-done"])
@@ -114,6 +116,7 @@ def test_wrong_key_gives_up_zero_and_never_shows_the_key(simulator):
     assert "reason=http_401" in exporter.log
 
 
+@pytest.mark.slow
 def test_key_from_file_and_team_header(simulator, tmp_path):
     key_file = tmp_path / "api-key"
     key_file.write_text(KEY + "\n")
@@ -125,12 +128,14 @@ def test_key_from_file_and_team_header(simulator, tmp_path):
     assert KEY not in exporter.log
 
 
+@pytest.mark.slow
 def test_team_from_the_environment(simulator):
     with ExporterProcess(config_for(simulator, ["ij-done"]), KEY, env={"SEEKR_TEAM_ID": "team-env"}) as exporter:
         exporter.scrape()
     assert simulator.team_requests == {"team-env": 1}
 
 
+@pytest.mark.slow
 def test_unreachable_api_gives_up_zero(simulator):
     config = {"api": {"base_url": "http://127.0.0.1:9"}, "jobs": ["ij-1"]}
     with ExporterProcess(config, KEY) as exporter:
@@ -140,6 +145,7 @@ def test_unreachable_api_gives_up_zero(simulator):
     assert value(got, "seekrflow_exporter_api_requests_total", endpoint=ENDPOINT, code="connection_error") == 1
 
 
+@pytest.mark.slow
 def test_scrape_deadline_from_prometheus_header_fails_only_the_slow_job(simulator):
     # Without the header's deadline a scrape would wait for ij-slow far longer than the test's client.
     config = config_for(simulator, ["ij-slow", "ij-done", "ij-running"], api={"timeout": "10m"},
@@ -160,6 +166,7 @@ def test_scrape_deadline_from_prometheus_header_fails_only_the_slow_job(simulato
     assert value(got, "seekrflow_up") == 1
 
 
+@pytest.mark.slow
 def test_settled_jobs_are_not_fetched_again(simulator):
     # ij-done is completed with every record finished; ij-running is not.
     config = config_for(simulator, ["ij-done", "ij-running"], scrape={"cache_ttl": "0s"})
@@ -171,6 +178,7 @@ def test_settled_jobs_are_not_fetched_again(simulator):
     assert simulator.job_requests["ij-running"] == 3
 
 
+@pytest.mark.slow
 def test_concurrent_scrapes_share_one_fetch(simulator):
     simulator.latency = 0.3
     config = config_for(simulator, ["ij-running", "ij-odd"], scrape={"cache_ttl": "30s"})
@@ -182,6 +190,7 @@ def test_concurrent_scrapes_share_one_fetch(simulator):
     assert simulator.job_requests == {"ij-running": 1, "ij-odd": 1}
 
 
+@pytest.mark.slow
 def test_current_endpoint_is_used_when_configured(simulator):
     config = config_for(simulator, ["ij-done"], api={"endpoint": "ingestion"})
     with ExporterProcess(config, KEY) as exporter:
@@ -190,6 +199,7 @@ def test_current_endpoint_is_used_when_configured(simulator):
     assert simulator.requests == {"/v1/flow/ingestion/{id}": 1}
 
 
+@pytest.mark.slow
 def test_stale_data_is_served_while_the_api_fails(simulator):
     config = config_for(simulator, ["ij-running"], scrape={"cache_ttl": "0s", "serve_stale_for": "10m"})
     with ExporterProcess(config, KEY) as exporter:
@@ -202,6 +212,7 @@ def test_stale_data_is_served_while_the_api_fails(simulator):
     assert value(got, "seekrflow_up") == 0
 
 
+@pytest.mark.slow
 def test_web_pages_and_content_negotiation(simulator):
     with ExporterProcess(config_for(simulator, ["ij-done", "ij-odd"]), KEY) as exporter:
         landing = requests.get(exporter.url + "/", timeout=5)
@@ -223,6 +234,7 @@ def test_web_pages_and_content_negotiation(simulator):
     assert b"seekrflow_up 1.0" in gzip.decompress(compressed)
 
 
+@pytest.mark.slow
 def test_promtool_check_metrics_is_clean(simulator):
     promtool = shutil.which("promtool")
     assert promtool, "promtool is installed by .ci/run (Debian package prometheus)"
@@ -233,6 +245,7 @@ def test_promtool_check_metrics_is_clean(simulator):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.slow
 def test_demo_starts_serves_data_and_stops_cleanly(tmp_path):
     port = free_port()
     stderr_path = tmp_path / "stderr.log"
@@ -265,6 +278,7 @@ def test_demo_starts_serves_data_and_stops_cleanly(tmp_path):
     assert "Traceback" not in stderr_path.read_text()
 
 
+@pytest.mark.slow
 def test_retry_after_is_honoured():
     simulator_faults = {"ij-busy": "http_429"}
     world = SimulatedWorld(jobs=0, files_per_job=1, seed=1)
@@ -279,6 +293,7 @@ def test_retry_after_is_honoured():
         assert busy.job_requests == {"ij-busy": 1, "ij-running": 3}
 
 
+@pytest.mark.slow
 def test_fetch_budget_follows_the_prometheus_header(simulator):
     config = config_for(simulator, ["ij-done"], scrape={"timeout": "20s"})
     with ExporterProcess(config, KEY) as exporter:
@@ -290,6 +305,7 @@ def test_fetch_budget_follows_the_prometheus_header(simulator):
     assert value(garbled, "seekrflow_exporter_scrape_timeout_seconds") == 20
 
 
+@pytest.mark.slow
 def test_reload_swaps_in_a_good_file_and_keeps_running_on_a_bad_one(simulator, tmp_path):
     key_file = tmp_path / "api-key"
     key_file.write_text("sk-old-wrong-key-1234567890")
@@ -372,6 +388,7 @@ def test_reload_keeps_what_the_exporter_knew_and_survives_any_file(simulator):
         assert exporter.proc.poll() is None
 
 
+@pytest.mark.slow
 def test_reload_over_http_needs_the_lifecycle_flag(simulator):
     with ExporterProcess(config_for(simulator, ["ij-done"]), KEY) as exporter:
         refused = requests.post(exporter.url + "/-/reload", timeout=10)

@@ -88,6 +88,7 @@ def test_an_unusable_location_fails_the_job():
     assert (result.reason, result.detail) == ("redirect", "HTTP 302 with an unusable Location")
 
 
+@pytest.mark.slow
 def test_a_gzip_bomb_behind_a_302_is_never_read():
     bomb = gzip_bomb(1024)  # 1 MB on the wire, 1 GiB inflated
     behaviours = {"ij-bomb": redirect(PATH + "ij-done", body=bomb, headers={"Content-Encoding": "gzip"}),
@@ -102,6 +103,7 @@ def test_a_gzip_bomb_behind_a_302_is_never_read():
     assert peak < 100, f"peak RSS {peak:.0f} MiB"
 
 
+@pytest.mark.slow
 def test_a_gzip_bomb_answer_stops_at_the_body_cap():
     bomb = gzip_bomb(1024)
     with HostileAPI({"ij-bomb": answer(200, bomb, {"Content-Encoding": "gzip"}),
@@ -161,6 +163,7 @@ def drip_chunks(ex: Exchange) -> None:
     (drip_body, "body not received within 1.5s"),
     (drip_chunks, "body not received within 1.5s"),
 ], ids=["headers", "body", "chunks"])
+@pytest.mark.slow
 def test_a_drip_is_cut_off_at_the_api_timeout(behaviour, detail):
     assert len(GOOD_BODY) * DRIP_EVERY > 60
     with HostileAPI({"ij-drip": behaviour}) as api:
@@ -227,6 +230,7 @@ def test_a_fresh_connection_closed_without_an_answer_is_not_retried():
 # --- oversized labels ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_oversized_record_ids_are_cut_and_the_exposition_stays_small():
     job = json.loads(GOOD_BODY)
     template = job["file_records"][0]

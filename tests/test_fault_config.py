@@ -46,6 +46,7 @@ def test_an_alias_bomb_is_refused_at_its_first_alias(tmp_path):
     assert_refused(check(path), f"{path}: {path} is not valid YAML at line 2, column 8: aliases are not allowed")
 
 
+@pytest.mark.slow
 def test_config_check_refuses_what_would_fail_every_fetch(tmp_path):
     cases = {
         "port": ("api:\n  base_url: http://127.0.0.1:99999\n", "api.base_url: port out of range 1-65535, got 'http://127.0.0.1:99999'"),
@@ -65,6 +66,7 @@ def test_config_check_refuses_what_would_fail_every_fetch(tmp_path):
         assert_refused(check(path), f"{path}: " + reason.format(path=path))
 
 
+@pytest.mark.slow
 def test_a_fifo_config_is_refused_at_once(tmp_path):
     fifo = tmp_path / "config.yaml"
     os.mkfifo(fifo)
@@ -83,6 +85,7 @@ def test_an_oversized_config_is_refused_without_reading_it_all(tmp_path):
     assert str(err.value) == f"config file {path} is larger than 1048576 bytes"
 
 
+@pytest.mark.slow
 def test_a_running_exporter_refuses_a_bomb_and_a_fifo_and_still_stops_on_sigterm(tmp_path):
     with HostileAPI({"ij-1": good()}) as api:
         config = {"api": {"base_url": api.url}, "jobs": ["ij-1"]}

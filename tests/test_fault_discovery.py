@@ -38,6 +38,7 @@ def test_newest_keeps_the_most_recent_and_counts_the_rest():
     assert (len(kept), invalid, over) == (2, {"ij-broken": "bad"}, 0)
 
 
+@pytest.mark.slow
 def test_discovery_watches_at_most_max_jobs_the_newest_and_logs_once():
     with HostileAPI({"ingestion": answer(200, job_list(30)), "ij-conf": good()}) as api:
         config = {"api": {"base_url": api.url}, "jobs": ["ij-conf"],

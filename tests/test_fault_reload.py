@@ -22,6 +22,7 @@ def reload(exporter) -> None:
     assert (response.status_code, response.text) == (200, "Reloaded\n")
 
 
+@pytest.mark.slow
 def test_two_reloads_between_scrapes_keep_what_was_known():
     behaviours = {"ij-done": good(),  # completed, every record finished: settled
                   "ij-busy": answer(429, b"{}", {"Retry-After": "3600"})}

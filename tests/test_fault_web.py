@@ -216,6 +216,7 @@ def test_at_the_cap_with_every_connection_busy_a_new_one_gets_a_503():
     assert shed_values(server.shed) == {"full": 1.0}
 
 
+@pytest.mark.slow
 def test_a_request_head_dripped_byte_by_byte_is_cut_off_at_the_read_timeout():
     drip = b"GET / HTTP/1.0\r\nX-Drip: " + b"d" * 600  # a minute at this pace
     with InProcess(hello, read_timeout=1.0) as server:

@@ -54,6 +54,7 @@ def run_exporter(args: list[str], tmp_path: Path, config: dict) -> subprocess.Co
 
 # --- several --web.listen-address -----------------------------------------------------------
 
+@pytest.mark.slow
 def test_every_listen_address_serves_the_same_exporter(api):
     second = free_port()
     with ExporterProcess(config_for(api), KEY, extra_args=["--web.listen-address", f"127.0.0.1:{second}"]) as exporter:
@@ -90,6 +91,7 @@ def test_a_bad_listen_address_among_several_is_named(api, tmp_path):
 
 # --- --web.telemetry-path ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_telemetry_path_moves_the_metrics(api):
     with ExporterProcess(config_for(api), KEY, extra_args=["--web.telemetry-path", "/seekrflow/metrics"]) as exporter:
         moved = requests.get(exporter.url + "/seekrflow/metrics", timeout=30)
@@ -120,6 +122,7 @@ def test_a_telemetry_path_that_cannot_serve_is_refused_in_one_line(api, tmp_path
 
 # --- --web.disable-exporter-metrics -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_disable_exporter_metrics_leaves_out_the_process_series_only(api):
     with ExporterProcess(config_for(api), KEY) as exporter:
         full = names(exporter.scrape().text)
@@ -133,6 +136,7 @@ def test_disable_exporter_metrics_leaves_out_the_process_series_only(api):
 
 # --- --web.read-timeout -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_read_timeout_closes_a_connection_that_never_finishes_its_request(api):
     with ExporterProcess(config_for(api), KEY, extra_args=["--web.read-timeout", "1s"]) as exporter:
         with socket.create_connection(("127.0.0.1", exporter.port), timeout=20) as sock:

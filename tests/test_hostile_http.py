@@ -77,6 +77,7 @@ class _RawHandler(socketserver.StreamRequestHandler):
         self.connection.shutdown(socket.SHUT_RDWR)
 
 
+@pytest.mark.slow
 def test_broken_http_fails_each_job_alone_and_the_scrape_answers():
     with RawAPI(RAW_ANSWERS) as api:
         config = {"api": {"base_url": api.url, "timeout": "3s"}, "jobs": list(RAW_ANSWERS)}

@@ -50,6 +50,7 @@ json_values = st.recursive(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(json_values, max_size=6), st.dictionaries(st.sampled_from(["object", "x", "has_more"]), json_values),
        st.data())
+@pytest.mark.slow
 def test_items_read_in_any_pieces_are_those_json_loads_reads(data, others, draw):
     body = json.dumps({**others, "data": data}, ensure_ascii=draw.draw(st.booleans()),
                       indent=draw.draw(st.sampled_from([None, 1, "\t"])),
@@ -207,6 +208,7 @@ def test_a_list_over_the_whole_cap_fails_the_read_and_says_so(gzipped, caplog):
     assert value(got, "seekrflow_exporter_discovery_success") == 0
 
 
+@pytest.mark.slow
 def test_the_deadline_still_bounds_a_list_that_never_ends():
     def endless(exchange: Exchange):
         def pieces():

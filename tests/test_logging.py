@@ -110,6 +110,7 @@ def test_a_bug_in_a_handler_logs_its_traceback_without_the_key(fmt, capfd):
         assert "in collector\\n" in line and "in raise_with\\n" in line
 
 
+@pytest.mark.slow
 def test_the_process_logs_json_with_log_format_json(tmp_path):
     """Through the real process: every line JSON, the start-up line with its fields."""
     with ExporterProcess({"api": {"base_url": "http://127.0.0.1:9"}, "jobs": ["ij-1"]}, KEY,

@@ -5,6 +5,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
@@ -44,6 +45,7 @@ def served() -> dict[str, tuple[str, set[str]]]:
     return found
 
 
+@pytest.mark.slow
 def test_docs_and_exposition_agree():
     docs, exposed = documented(), served()
     seekrflow = {name: spec for name, spec in exposed.items() if name.startswith("seekrflow_")}

@@ -291,6 +291,7 @@ def differences(got: dict, low: dict, high: dict) -> list:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.slow
 def test_sdk_bodies_served_over_http_give_exactly_the_independently_computed_metrics(seed):
     bodies = Bodies(seed, base=time.time())
     jobs = [bodies.ingestion_job(f"ij-{seed}-{i}") for i in range(6)]

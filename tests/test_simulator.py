@@ -87,6 +87,7 @@ def test_date_time_format_is_really_checked():
     {"jobs": 2, "seed": 3, "fail_records": 12},  # every file fails: failed jobs
     {"jobs": 2, "seed": 4, "deleted_rate": 0.5, "stalled_jobs": [1]},
 ])
+@pytest.mark.slow
 def test_every_endpoint_serves_schema_valid_sdk_parsable_bodies_over_a_jobs_life(options):
     world = SimulatedWorld(files_per_job=12, started_at=T0, **options)
     clock = Clock(T0)
@@ -187,6 +188,7 @@ def test_stop_ends_kept_alive_connections_too():
 STATUS_ORDER = {"queued": 0, "processing": 1, "completed": 2, "failed": 2}
 
 
+@pytest.mark.slow
 def test_a_job_progresses_from_queued_to_completed():
     # Seed 7 gives 12 records: 1 deleted, 9 that complete and 2 that fail.
     world = SimulatedWorld(jobs=1, files_per_job=12, seed=7, failure_rate=0.25,

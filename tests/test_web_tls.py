@@ -63,6 +63,7 @@ def exporter_with(api, web_config_path: str, **client) -> ExporterProcess:
                            extra_args=["--web.config.file", web_config_path], scheme="https", client=client)
 
 
+@pytest.mark.slow
 def test_tls_with_basic_auth_refuses_like_the_toolkit(api, pki, tmp_path):
     path = web_config(tmp_path / "web.yml",
                       tls_server_config={"cert_file": "server.crt", "key_file": "server.key"},
@@ -89,6 +90,7 @@ def test_tls_with_basic_auth_refuses_like_the_toolkit(api, pki, tmp_path):
 
 
 @pytest.mark.parametrize("client_auth", ["RequireAndVerifyClientCert", "VerifyClientCertIfGiven"])
+@pytest.mark.slow
 def test_mutual_tls_with_and_without_a_client_certificate(api, pki, tmp_path, client_auth):
     path = web_config(tmp_path / "web.yml", tls_server_config={
         "cert_file": str(pki["cert"]), "key_file": str(pki["key"]), "client_auth_type": client_auth,
@@ -118,6 +120,7 @@ def served_certificate(port: int, ca_file) -> bytes:
             return tls.getpeercert(binary_form=True)
 
 
+@pytest.mark.slow
 def test_a_certificate_swapped_on_disk_is_served_on_the_next_connection(api, pki, tmp_path):
     path = web_config(tmp_path / "web.yml", tls_server_config={"cert_file": "server.crt", "key_file": "server.key"})
     with exporter_with(api, path, verify=str(pki["ca"])) as exporter:
