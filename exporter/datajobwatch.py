@@ -22,7 +22,7 @@ from .discovery import watched_data_jobs
 from .joblist import JobList, KnownList
 from .jobstate import JobState, KnownJob
 from .model import JobSnapshot
-from .results import FetchResult, ListResult
+from .results import ListResult
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class DataJobWatch:
                 fetch_now.append(data_job.id)
         for job_id, detail in invalid.items():
             state = self.states.setdefault(job_id, JobState(job_id))
-            state.apply(started, FetchResult(job_id, None, "invalid_schema", detail, 200), wall_now, now, from_list=True)
+            state.apply_unusable_listing(started, detail, wall_now, now)
         return fetch_now
 
     def prune(self) -> None:

@@ -104,5 +104,5 @@ class Intake:
                 fetch_now.append(job.id)
         for job_id, detail in invalid.items():
             state = self._states.setdefault(job_id, JobState(job_id))
-            state.apply(started, FetchResult(job_id, None, "invalid_schema", detail, 200), wall_now, now, from_list=True)
+            state.apply_unusable_listing(started, detail, wall_now, now)
         return fetch_now

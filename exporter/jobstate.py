@@ -60,6 +60,11 @@ class JobState:
         """Start of the request behind the latest answer, data or failure; -inf if none came yet."""
         return max(self.data_from or float("-inf"), self.error_from or float("-inf"))
 
+    def apply_unusable_listing(self, started: float, detail: str, wall_now: float, now: float) -> None:
+        """The list showed this job with a body that does not parse: a failure like a bad answer."""
+        self.apply(started, FetchResult(self.job_id, None, "invalid_schema", detail, 200), wall_now, now,
+                   from_list=True)
+
     def is_due(self, now: float, finished_job_refresh: float) -> bool:
         """Whether this round should ask the API for the job (``now`` monotonic)."""
         if self.retry_at is not None and now < self.retry_at:
