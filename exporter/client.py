@@ -7,6 +7,7 @@ contains the API key.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -25,7 +26,7 @@ from .config import ApiConfig
 from .datajob import DataJob, parse_data_job, parse_data_job_summary
 from .discovery import ListKeeper
 from .jsonstream import ItemTooLarge, ListItems
-from .model import InvalidResponse, parse_job, parse_timestamp
+from .model import InvalidResponse, RenderedJob, parse_job, parse_timestamp
 from .results import FetchResult, ListResult
 from .transport import MAX_BODY_BYTES, BoundedSession, RequestFailed
 
@@ -70,11 +71,16 @@ class SeekrFlowClient:
         # quote() with safe="" keeps the ID a single path segment whatever it contains.
         return self._api.base_url + self._api.path_template.replace("{id}", quote(job_id, safe=""))
 
-    def fetch_job(self, job_id: str, timeout: float) -> FetchResult:
-        """GET one job, taking at most about ``timeout`` seconds; every failure becomes a result."""
-        return self._call(self.job_url(job_id), self._api.path_template, job_id, timeout,
-                          lambda payload, status: FetchResult(
-                              job_id, parse_job(payload, self._api.terminal_record_statuses), http_status=status))
+    def fetch_job(self, job_id: str, timeout: float, known: RenderedJob | None = None) -> FetchResult:
+        """GET one job, taking at most about ``timeout`` seconds; every failure becomes a result.
+
+        ``known``: the job as kept from an earlier answer. An answer whose body is the same bytes
+        is that job again, and is not parsed: an unfinished job that did not move costs its
+        transfer only.
+        """
+        read = _JobReader(job_id, self._api.terminal_record_statuses, known)
+        return self._call(self.job_url(job_id), self._api.path_template, job_id, timeout, read.parse,
+                          same_as=read.same_as)
 
     def list_jobs(self, timeout: float, keeper: ListKeeper | None = None) -> ListResult:
         """GET every job of the caller in one answer (the API has no paging), read as it streams in;
@@ -120,17 +126,18 @@ class SeekrFlowClient:
                                               f"more than {MAX_DATA_JOB_PAGES} full pages of data jobs"))
 
     def _call(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any],
-              stream: _ListReader | None = None):
+              stream: _ListReader | None = None, same_as: Callable[[bytes | bytearray], FetchResult | None] | None = None):
         try:
-            return self._get(url, endpoint, job_id, timeout, parse, stream)
+            return self._get(url, endpoint, job_id, timeout, parse, stream, same_as)
         except Exception as err:  # noqa: BLE001 - whatever the API sends, only this job may fail
             _log_first_of_its_kind(err, job_id)
             return self._failed(job_id, endpoint, "internal_error",
                                 f"unexpected {type(err).__name__} while fetching", code="internal_error")
 
     def _get(self, url: str, endpoint: str, job_id: str, timeout: float, parse: Callable[[Any, int], Any],
-             stream: _ListReader | None = None):
-        """``stream``: a 200 answer's body goes to it as it arrives, and ``parse`` gets what it made."""
+             stream: _ListReader | None = None, same_as: Callable[[bytes | bytearray], FetchResult | None] | None = None):
+        """``stream``: a 200 answer's body goes to it as it arrives, and ``parse`` gets what it made.
+        ``same_as``: what a 200 answer's body is when it need not be parsed, or None."""
         try:
             if stream is None:
                 answer = self._http.get(url, timeout)
@@ -149,6 +156,10 @@ class SeekrFlowClient:
             if status in (429, 503):
                 failed = replace(failed, retry_after=_retry_after(answer.headers))
             return failed
+        unchanged = None if same_as is None else same_as(body)
+        if unchanged is not None:
+            self._requests_total.labels(endpoint, "200").inc()
+            return unchanged
         try:
             payload = json.loads(body) if stream is None else stream.finish()
         except _Refused as err:
@@ -185,6 +196,34 @@ def _parse_list(payload: Any, terminal_statuses: frozenset[str], parse: Callable
             if isinstance(job_id, str) and job_id:
                 invalid[job_id] = (f"listed with an unusable body: {err}", _created_at_if_readable(item))
     return ListResult(tuple(jobs), invalid)
+
+
+def body_digest(body: bytes | bytearray, terminal_statuses: frozenset[str]) -> bytes:
+    """What identifies a job's answer as read: its bytes, and the record statuses it was read with."""
+    digest = hashlib.blake2b(",".join(sorted(terminal_statuses)).encode(), digest_size=16)
+    digest.update(b"\0")
+    digest.update(body)
+    return digest.digest()
+
+
+class _JobReader:
+    """One job's answer: the job kept from an earlier answer if the body is the same, else parsed."""
+
+    def __init__(self, job_id: str, terminal_statuses: frozenset[str], known: RenderedJob | None):
+        self._job_id = job_id
+        self._terminal = terminal_statuses
+        self._known = known
+        self._digest: bytes | None = None
+
+    def same_as(self, body: bytes | bytearray) -> FetchResult | None:
+        self._digest = body_digest(body, self._terminal)
+        known = self._known
+        if known is not None and known.digest == self._digest:
+            return FetchResult(self._job_id, known, http_status=200, digest=self._digest)
+        return None
+
+    def parse(self, payload: Any, status: int) -> FetchResult:
+        return FetchResult(self._job_id, parse_job(payload, self._terminal), http_status=status, digest=self._digest)
 
 
 class _Refused(Exception):

@@ -42,8 +42,9 @@ def _with_held_records(job: IngestionJob, held: IngestionJob | RenderedJob | Non
     if job.records_known or held is None:
         return job
     if isinstance(held, RenderedJob):
-        # Settled when it was fetched, kept without its records: it ended when it said.
-        return held if job.is_finished else job
+        # Kept without its records. Settled when it was fetched: it ended when it said. Unfinished
+        # then: watched until its own fetch shows it settled.
+        return held if job.is_finished or not held.is_settled else job
     if not held.records_known:
         return job
     return replace(job, records=held.records, records_known=True)
@@ -51,7 +52,7 @@ def _with_held_records(job: IngestionJob, held: IngestionJob | RenderedJob | Non
 
 def _recent(job: IngestionJob | RenderedJob, now: float, max_age: float) -> bool:
     if isinstance(job, RenderedJob):
-        return now - job.ended_at <= max_age
+        return not job.is_settled or now - job.ended_at <= max_age
     if not job.records_known:
         return True  # when it ended is unknown until its own fetch brings the records
     return not job.is_settled or now - _ended_at(job) <= max_age

@@ -15,19 +15,19 @@ sample lines are the same bytes in both, and are kept once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Collection, Iterable, Sequence
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
-from prometheus_client.utils import floatToGoString
 
 from .cardinality import PER_FILE_RECENT, per_file_wanted
 from .config import MetricsConfig
 from .gzipstream import Chunk, GzipMember, deflate
 from .metrics import PER_FILE_FAMILY_NAMES, FamiliesCollector, build_job_families
 from .model import IngestionJob, JobSnapshot, RenderedJob
+from .samplelines import Block, Lines, at, escape, sample_lines
 
 TEXT, OPENMETRICS = "text", "openmetrics"
 FORMATS = (TEXT, OPENMETRICS)
@@ -52,11 +52,35 @@ class Section:
 
 
 @dataclass(frozen=True)
-class JobPieces:
-    """One job's sample lines per section of each format, and the kept chunks of the long ones."""
+class FilledPieces:
+    """One job's sample lines per section of each format at one time, and the kept chunks of the long ones."""
 
     lines: dict[str, tuple[bytes, ...]]  # format -> per section
     chunks: dict[str, tuple[Chunk | None, ...]]  # format -> per section, None: compress with the fresh text
+
+
+@dataclass(frozen=True)
+class JobPieces:
+    """One job's pieces as kept: an unfinished job's lines have holes (samplelines.Lines) for the
+    values that grow with time. The chunks are of the sections without holes only."""
+
+    lines: dict[str, tuple[Block, ...]]
+    chunks: dict[str, tuple[Chunk | None, ...]]
+    filled: FilledPieces | None = field(init=False, default=None)  # itself, when it has no holes
+
+    def __post_init__(self) -> None:
+        if not any(type(block) is Lines for blocks in self.lines.values() for block in blocks):
+            object.__setattr__(self, "filled", FilledPieces(self.lines, self.chunks))  # type: ignore[arg-type]
+
+    def at(self, now: float) -> FilledPieces:
+        """The pieces with every hole filled at ``now``: bytes only, ready to join."""
+        if self.filled is not None:
+            return self.filled
+        filled: dict[int, bytes] = {}  # a gauge section's lines are one object in both formats
+        lines = {fmt: tuple(filled.get(id(block)) or filled.setdefault(id(block), at(block, now))
+                            for block in blocks)
+                 for fmt, blocks in self.lines.items()}
+        return FilledPieces(lines, self.chunks)
 
 
 @dataclass(frozen=True)
@@ -64,7 +88,7 @@ class RoundPieces:
     """One round's pieces, joined into a body per format and encoding."""
 
     snapshots: tuple[JobSnapshot, ...]  # as exported: a job not rendered in time shows as timed out
-    jobs: list[JobPieces]  # of the snapshots with data, in their order
+    jobs: list[FilledPieces]  # of the snapshots with data, in their order
     state: dict[str, tuple[bytes, ...]]  # format -> the state sections' lines, per section
     late: tuple[str, ...]  # jobs not rendered in time: first in the next round
 
@@ -104,7 +128,8 @@ class Renderer:
                                for fmt, sections in self.sections.items()}
 
     def render_data(self, job_id: str, job: IngestionJob, now: float, keep: bool = False) -> JobPieces:
-        """The job's data series (every family but the state ones); ``keep``: deflate the long pieces."""
+        """The job's data series (every family but the state ones), with holes where a value grows
+        with time; ``keep``: deflate the long pieces that have none."""
         families = build_job_families([JobSnapshot(job_id, job, True)], now, self.settings)
         lines = self._split(families, skip=self.state_families)
         chunks: dict[str, tuple[Chunk | None, ...]] = {}
@@ -113,21 +138,24 @@ class Renderer:
             for fmt in FORMATS:
                 chunks[fmt] = tuple(
                     (made.get(id(piece)) or made.setdefault(id(piece), deflate(piece)))
-                    if len(piece) >= MIN_KEPT_CHUNK else None
+                    if type(piece) is bytes and len(piece) >= MIN_KEPT_CHUNK else None
                     for piece in lines[fmt])
         return JobPieces(lines, chunks)
 
-    def render_settled(self, job_id: str, job: IngestionJob, now: float | None = None) -> RenderedJob:
-        """What is kept of a settled job (asked for as ``job_id``): its series, rendered once, no records.
+    def render_kept(self, job_id: str, job: IngestionJob, now: float | None = None,
+                    digest: bytes | None = None) -> RenderedJob:
+        """What is kept of a job's answer (asked for as ``job_id``): its series, rendered once, no records.
 
-        ``now``: when it is kept; under ``metrics.per_file: recent`` a job past the window is kept
-        without per-file series. Without it, the job is kept as when it ended.
+        A settled job's series do not depend on the time (nothing is waiting or running), except
+        whether it has per-file series: under ``metrics.per_file: recent`` a scrape past the window
+        leaves them out. An unfinished job's values that grow with time are holes, filled by each
+        scrape. ``now``: when it is kept (without it, a settled job is kept as when it ended);
+        ``digest``: of the answer's body, so an unchanged answer is not read again.
         """
         ended_at = job.ended_at if job.ended_at is not None else job.created_at
-        # A settled job's series do not depend on the time (nothing is waiting or running), except
-        # whether it has per-file series: a scrape past metrics.per_file_window leaves them out.
         pieces = self.render_data(job_id, job, ended_at if now is None else now, keep=True)
-        return RenderedJob(job_id, job.status, job.created_at, ended_at, pieces, self.settings)
+        return RenderedJob(job_id, job.status, job.created_at, ended_at, pieces, self.settings,
+                           job.is_settled, digest)
 
     def serves(self, job: RenderedJob) -> bool:
         return job.settings == self.settings
@@ -142,7 +170,7 @@ class Renderer:
         renders it among the ``first``.
         """
         exported = list(snapshots)
-        pieces: dict[int, JobPieces] = {}
+        pieces: dict[int, FilledPieces] = {}
         fresh = [i for i, s in enumerate(snapshots) if isinstance(s.job, IngestionJob)]
         fresh.sort(key=lambda i: snapshots[i].job_id not in first)  # stable: the late ones of last round first
         for i in fresh:
@@ -154,16 +182,16 @@ class Renderer:
                 if started + cost.estimate(records) > until:
                     exported[i] = JobSnapshot(snap.job_id, None, False, TIMEOUT, snap.last_success)
                     continue
-                pieces[i] = self.render_data(snap.job_id, snap.job, now)
+                pieces[i] = self.render_data(snap.job_id, snap.job, now).at(now)
                 cost.took(records, clock() - started)
             else:
-                pieces[i] = self.render_data(snap.job_id, snap.job, now)
+                pieces[i] = self.render_data(snap.job_id, snap.job, now).at(now)
         for i, snap in enumerate(snapshots):
             if isinstance(snap.job, RenderedJob):
                 pieces[i] = self._kept(snap.job_id, snap.job, now)
-        state = self._split(build_job_families(
+        state = {fmt: tuple(at(block, now) for block in blocks) for fmt, blocks in self._split(build_job_families(
             [JobSnapshot(s.job_id, None, s.fresh, s.error, s.last_success) for s in exported], now, self.settings),
-            only=self.state_families)
+            only=self.state_families).items()}
         late = tuple(exported[i].job_id for i in fresh if i not in pieces)
         return RoundPieces(tuple(exported), [pieces[i] for i in sorted(pieces)], state, late)
 
@@ -199,32 +227,34 @@ class Renderer:
         member.add_text(end)
         return member.finish()
 
-    def _kept(self, job_id: str, job: RenderedJob, now: float) -> JobPieces:
+    def _kept(self, job_id: str, job: RenderedJob, now: float) -> FilledPieces:
         if not self.serves(job) or not isinstance(job.pieces, JobPieces):
             raise ValueError(f"job {job_id} was rendered for other metrics settings")
+        if not job.is_settled:
+            return job.pieces.at(now)
         settings = self.settings
         if settings.per_file == PER_FILE_RECENT and \
                 not per_file_wanted(settings.per_file, settings.per_file_window, True, job.ended_at, now):
-            return self._without_files(job.pieces)
-        return job.pieces
+            return self._without_files(job.pieces.at(now))
+        return job.pieces.at(now)
 
-    def _without_files(self, pieces: JobPieces) -> JobPieces:
+    def _without_files(self, pieces: FilledPieces) -> FilledPieces:
         lines = {fmt: tuple(b"" if i in self._file_sections[fmt] else piece for i, piece in enumerate(per_section))
                  for fmt, per_section in pieces.lines.items()}
         chunks = {fmt: tuple(None if i in self._file_sections[fmt] else chunk for i, chunk in enumerate(per_section))
                   for fmt, per_section in pieces.chunks.items()}
-        return JobPieces(lines, chunks)
+        return FilledPieces(lines, chunks)
 
     def _split(self, families: list[Metric], skip: Iterable[int] = (), only: Iterable[int] | None = None,
-               ) -> dict[str, tuple[bytes, ...]]:
+               ) -> dict[str, tuple[Block, ...]]:
         """Each family's sample lines, per section of each format."""
         skip, only = frozenset(skip), None if only is None else frozenset(only)
-        text: list[bytes] = []
-        openmetrics: list[bytes] = []
+        text: list[Block] = []
+        openmetrics: list[Block] = []
         for index, family in enumerate(families):
             wanted = index not in skip and (only is None or index in only)
             if self._types[index] != "gaugehistogram":
-                block = _lines(family.samples) if wanted else b""
+                block = sample_lines(family.samples) if wanted else b""
                 text.append(block)
                 openmetrics.append(block)
                 continue
@@ -233,43 +263,10 @@ class Renderer:
                 openmetrics.append(b"")
                 continue
             name = family.name
-            text.append(_lines(s for s in family.samples if s.name == name + "_bucket"))
-            text += (_lines(s for s in family.samples if s.name == name + suffix) for suffix in _SUFFIXES)
-            openmetrics.append(_lines(family.samples))
+            text.append(sample_lines(s for s in family.samples if s.name == name + "_bucket"))
+            text += (sample_lines(s for s in family.samples if s.name == name + suffix) for suffix in _SUFFIXES)
+            openmetrics.append(sample_lines(family.samples))
         return {TEXT: tuple(text), OPENMETRICS: tuple(openmetrics)}
-
-
-def _lines(samples: Iterable) -> bytes:
-    """Sample lines as both of prometheus_client's encoders write them (no timestamps, exemplars).
-
-    The same, faster for unfinished jobs rendered on every scrape: the label names' sorted order
-    is worked out once per run of samples with the same names, and a value is written with
-    ``repr`` unless ``floatToGoString`` would write it otherwise (infinities, NaN, large numbers).
-    """
-    out = []
-    names: tuple = ()
-    order: list[str] = []
-    for sample in samples:
-        labels = sample.labels
-        value = sample.value
-        shown = repr(value) if type(value) is float else ""
-        if not shown or not ("0" <= shown[-1] <= "9") or (value > 0 and shown.find(".") > 6) or "e" in shown:
-            shown = floatToGoString(value)
-        if labels:
-            keys = tuple(labels)
-            if keys != names:
-                names, order = keys, sorted(keys)
-            inner = ",".join([f'{k}="{_escape(labels[k])}"' for k in order])
-            out.append(f"{sample.name}{{{inner}}} {shown}\n")
-        else:
-            out.append(f"{sample.name} {shown}\n")
-    return "".join(out).encode()
-
-
-def _escape(value: str) -> str:
-    if "\\" in value or "\n" in value or '"' in value:
-        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-    return value
 
 
 def _text_sections(families: list[Metric]) -> Iterable[Section]:
@@ -285,5 +282,5 @@ def _text_sections(families: list[Metric]) -> Iterable[Section]:
 
 def _openmetrics_sections(families: list[Metric]) -> Iterable[Section]:
     for index, family in enumerate(families):
-        help_text = _escape(family.documentation)
+        help_text = escape(family.documentation)
         yield Section(index, "", f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n".encode())

@@ -15,9 +15,10 @@ from .sharding import Shard
 
 
 class Keeper(Protocol):
-    """Turns a settled job into what is kept of it (exposition.Renderer): rendered, without records."""
+    """Turns a job's answer into what is kept of it (exposition.Renderer): rendered, without records."""
 
-    def render_settled(self, job_id: str, job: IngestionJob, now: float | None = None) -> RenderedJob: ...
+    def render_kept(self, job_id: str, job: IngestionJob, now: float | None = None,
+                    digest: bytes | None = None) -> RenderedJob: ...
 
     def serves(self, job: RenderedJob) -> bool:
         """Whether ``job`` was rendered the way this keeper renders (same metrics settings)."""
@@ -48,14 +49,18 @@ class Intake:
         self._monotonic = monotonic
 
     def kept(self, result: FetchResult) -> FetchResult:
-        """What is kept of an answer: a settled job rendered, without its records."""
+        """What is kept of an answer: the job rendered, without its records."""
         job = result.job
-        if self._keeper is None or not isinstance(job, IngestionJob) or not job.is_settled:
+        if self._keeper is None or not isinstance(job, IngestionJob):
             return result
-        return replace(result, job=self._keeper.render_settled(result.job_id, job, self._wall_clock()))
+        return replace(result, job=self._keeper.render_kept(result.job_id, job, self._wall_clock(), result.digest))
 
     def serves(self, job: RenderedJob) -> bool:
         return self._keeper is not None and self._keeper.serves(job)
+
+    def reusable(self, job: object) -> RenderedJob | None:
+        """``job`` if an answer with the same body may stand for it again (rendered as this keeper renders)."""
+        return job if isinstance(job, RenderedJob) and job.digest is not None and self.serves(job) else None
 
     def take(self, state: JobState, started: float, result: FetchResult) -> None:
         """Apply an answer; a data job's also brings the data of its ingestion jobs."""

@@ -28,6 +28,22 @@ OTHER_STATUS = "other"
 _PREFIX = "seekrflow_ingestion_"
 
 
+class Elapsed(float):
+    """A duration that grows with the time it is read at: ``now - since`` (never below zero).
+
+    It is a float, so every encoder takes it as one; exposition.py keeps where it sits in a job's
+    lines, so a job that did not change is written at a later time without building its families again.
+    """
+
+    __slots__ = ("since",)
+    since: float
+
+    def __new__(cls, now: float, since: float) -> Elapsed:
+        value = super().__new__(cls, _clamp(now - since))
+        value.since = since
+        return value
+
+
 @dataclass
 class _JobFamilies:
     """The families of job-level series, filled one job at a time."""
@@ -219,9 +235,9 @@ def _add_files(f: _FileFamilies, job_id: str, records: Sequence[FileRecord], now
             if end is not None:
                 f.processing.add_metric(ids, _clamp(end - r.processing_at))
             elif not r.is_finished:  # still in progress; finished without an end time: unknown
-                f.processing.add_metric(ids, _clamp(now - r.processing_at))
+                f.processing.add_metric(ids, Elapsed(now, r.processing_at))
         elif r.is_waiting:
-            f.queue_wait.add_metric(ids, _clamp(now - r.created_at))
+            f.queue_wait.add_metric(ids, Elapsed(now, r.created_at))
         # Left the queue without processing_at (a status other than queued): when it left is
         # unknown, so no wait is shown rather than one that grows for ever.
         if r.error_message:
@@ -260,7 +276,7 @@ def status_counts(statuses: Iterable[str], extra_limit: int) -> list[tuple[str, 
 
 def _job_duration(job: IngestionJob, now: float) -> float | None:
     if not job.is_finished:
-        return _clamp(now - job.created_at)
+        return Elapsed(now, job.created_at)
     ended = job.ended_at
     return None if ended is None else _clamp(ended - job.created_at)
 

@@ -278,9 +278,14 @@ def _kind(value: Any) -> str:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RenderedJob:
-    """A settled job as the exporter keeps it: its series rendered once when its answer arrived
-    (``pieces``, for the ``settings`` they were rendered with; see exposition.py), the few facts
-    the poller and discovery still ask about, and none of its records."""
+    """A job as the exporter keeps it: its series rendered once when its answer arrived (``pieces``,
+    for the ``settings`` they were rendered with; see exposition.py), the few facts the poller and
+    discovery still ask about, and none of its records.
+
+    An unfinished job (``settled`` false) is kept the same way: the values that grow with time are
+    filled in by each scrape, and the next answer replaces it, or, when its body is the same bytes
+    (``digest``), confirms it without being parsed again.
+    """
 
     id: str
     status: str
@@ -288,10 +293,12 @@ class RenderedJob:
     ended_at: float  # its last record's end, or its creation if none ended
     pieces: object
     settings: object
+    settled: bool = True
+    digest: bytes | None = None  # of the answer's body and how it was read; None if not from its own answer
 
     @property
     def is_settled(self) -> bool:
-        return True
+        return self.settled
 
 
 @dataclass(frozen=True, slots=True)

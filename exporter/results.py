@@ -28,6 +28,8 @@ class FetchResult:
     http_status: int | None = None
     # Seconds the API asked us to wait (Retry-After on a 429 or 503) before asking again.
     retry_after: float | None = None
+    # Of a 200 answer's body (client.body_digest): the same digest later means the same job.
+    digest: bytes | None = None
 
     @property
     def key_accepted(self) -> bool:

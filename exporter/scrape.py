@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future
+from functools import partial
 from typing import Callable, Sequence
 
 from .client import SeekrFlowClient
@@ -303,9 +304,11 @@ class JobPoller:
     def _submit(self, pool: FetchPool, state: JobState, submitted: Submitted,
                 fetch: Callable[[str, float], FetchResult] | None = None) -> None:
         if state.in_flight is None:
-            state.in_flight = pool.submit(self._ready, fetch or self._client.fetch_job, state.job_id)
+            if fetch is None:
+                fetch = partial(self._client.fetch_job, known=self._intake.reusable(state.job))
+            state.in_flight = pool.submit(self._ready, fetch, state.job_id)
         submitted[state.in_flight] = state
 
     def _ready(self, fetch: Callable[[str, float], FetchResult], job_id: str) -> tuple[FetchResult, float]:
-        """In a worker: fetch, parse and, for a settled job, render it; (result, when it was ready)."""
+        """In a worker: fetch, parse and render the job; (result, when it was ready)."""
         return self._intake.kept(fetch(job_id, self._request_timeout)), self._monotonic()

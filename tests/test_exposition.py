@@ -84,9 +84,18 @@ def worlds(draw):
 
 
 def kept(renderer, snapshots):
-    """The snapshots as the poller holds them: settled jobs rendered once, their records dropped."""
-    return [replace(s, job=renderer.render_settled(s.job_id, s.job)) if s.job is not None and s.job.is_settled else s
-            for s in snapshots]
+    """The snapshots as the poller holds them: jobs rendered once, their records dropped. Settled
+    jobs as when they ended; unfinished ones when their answer came (``T0``), filled in by a later
+    scrape; every other unfinished job as a parsed answer, rendered by the scrape itself (as
+    without a keeper)."""
+    held = []
+    for n, s in enumerate(snapshots):
+        if s.job is not None and s.job.is_settled:
+            s = replace(s, job=renderer.render_kept(s.job_id, s.job))
+        elif s.job is not None and n % 2 == 0:
+            s = replace(s, job=renderer.render_kept(s.job_id, s.job, T0, digest=b"d"))
+        held.append(s)
+    return held
 
 
 def tail():
@@ -128,7 +137,7 @@ def test_settled_jobs_keep_no_records_and_every_family_stays_under_one_header():
                                            "completed_at": STAMP.format(1, i, 0)} for i in range(30)]})
     running = replace(settled, id="ij-b", status="running")
     renderer = Renderer(metrics)
-    rendered = renderer.render_settled("ij-a", settled)
+    rendered = renderer.render_kept("ij-a", settled)
     assert isinstance(rendered, RenderedJob) and not hasattr(rendered, "records")
     snapshots = [JobSnapshot("ij-a", rendered, True), JobSnapshot("ij-b", running, True)]
     text = b"".join(renderer.body(renderer.render_round(snapshots, T0), TEXT, False, tail())).decode()
@@ -159,7 +168,7 @@ def test_promtool_finds_nothing_to_lint_in_a_joined_exposition(tmp_path):
 def test_pieces_rendered_for_other_settings_are_refused():
     job = parse_job({"id": "ij-a", "status": "failed", "created_at": STAMP.format(0, 0, 0), "output_files": [],
                      "file_records": []})
-    rendered = Renderer(MetricsConfig()).render_settled("ij-a", job)
+    rendered = Renderer(MetricsConfig()).render_kept("ij-a", job)
     with pytest.raises(ValueError):
         Renderer(MetricsConfig(per_file="none")).render_round([JobSnapshot("ij-a", rendered, True)], T0)
 
@@ -173,12 +182,12 @@ def test_a_kept_job_loses_its_per_file_series_when_the_recent_window_passes():
     ended = job.ended_at
     renderer = Renderer(metrics)
     for kept_at in (ended + 1, None):
-        held = [JobSnapshot("ij-a", renderer.render_settled("ij-a", job, kept_at), True)]
+        held = [JobSnapshot("ij-a", renderer.render_kept("ij-a", job, kept_at), True)]
         for now, has_files in ((ended + 600, True), (ended + 601, False)):
             for fmt in (TEXT, OPENMETRICS):
                 body = b"".join(renderer.body(renderer.render_round(held, now), fmt, False, tail()))
                 assert body == library([JobSnapshot("ij-a", job, True)], now, metrics, fmt)
                 assert (b"seekrflow_ingestion_file_error_info{" in body) is has_files
     # Kept after the window: its per-file text is not held at all.
-    late = renderer.render_settled("ij-a", job, ended + 601)
+    late = renderer.render_kept("ij-a", job, ended + 601)
     assert b"bad scan" not in b"".join(late.pieces.lines[TEXT])

@@ -1,0 +1,103 @@
+"""An answer whose body did not change is the job kept from the last one: not parsed nor rendered
+again, while the values that grow with time (waits, running times, the job's duration) still grow.
+
+The simulator's clock is the test's, so the API's answer changes only when the test moves it.
+"""
+
+import json
+import urllib.request
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.client import SeekrFlowClient, body_digest
+from exporter.collector import ScrapeCollector
+from exporter.config import ApiConfig, MetricsConfig, ScrapeConfig
+from exporter.exposition import TEXT, Renderer
+from exporter.metrics import FamiliesCollector, build_job_families
+from exporter.model import JobSnapshot, parse_job
+from exporter.scrape import JobPoller
+from exporter.selfmetrics import SelfMetrics
+from exporter.simulator import SimulatedWorld, SimulatorServer
+
+KEY = "sk-test-unchanged-5e1d"
+# Series that say how the scrape went rather than what the job is: left out of the comparison.
+STATE = {"seekrflow_ingestion_job_scrape_success", "seekrflow_ingestion_job_scrape_error_info",
+         "seekrflow_ingestion_job_last_success_timestamp_seconds"}
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+class CountingRenderer(Renderer):
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.renders = 0
+
+    def render_data(self, job_id, job, now, keep=False):
+        self.renders += 1
+        return super().render_data(job_id, job, now, keep)
+
+
+def job_series(text):
+    return sorted((s.name, sorted(s.labels.items()), s.value) for family in text_string_to_metric_families(text)
+                  for s in family.samples if s.name.startswith("seekrflow_ingestion_") and s.name not in STATE)
+
+
+def expected_series(api, job_id, now):
+    """The job's series at ``now`` as the library writes them, from the API's current answer."""
+    request = urllib.request.Request(f"{api.url}/v1/flow/alignment/ingestion/{job_id}",
+                                     headers={"Authorization": KEY})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        job = parse_job(json.loads(answer.read()))
+    assert not job.is_settled  # the values that grow with time are what this test is about
+    families = build_job_families([JobSnapshot(job_id, job, True)], now, MetricsConfig())
+    return job_series(generate_latest(FamiliesCollector(families)).decode())
+
+
+def test_an_unchanged_answer_is_not_read_again_and_its_waits_still_grow():
+    world = SimulatedWorld(jobs=1, files_per_job=30, failure_rate=0.2)
+    [job_id] = world.job_ids()
+    middle = (world.job_created_at(job_id) + world.job_finished_at(job_id)) / 2
+    api_clock, wall = Clock(middle), Clock(middle + 5)
+    with SimulatorServer(world, KEY, clock=api_clock) as api:
+        settings = ApiConfig(base_url=api.url, api_key=KEY, request_timeout=30.0)
+        client = SeekrFlowClient(settings, Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry()))
+        renderer = CountingRenderer(MetricsConfig())
+        poller = JobPoller([job_id], client, ScrapeConfig(timeout=30.0, cache_ttl=0.0), settings, keeper=renderer,
+                           wall_clock=wall)
+        collector = ScrapeCollector(poller, renderer, 30.0, SelfMetrics(), wall_clock=wall)
+        try:
+            def scrape():
+                return job_series(b"".join(collector.body(None, TEXT, False)).decode())
+
+            first = scrape()
+            assert first == expected_series(api, job_id, wall.now)
+
+            wall.now += 60  # the API's answer is the same bytes
+            later = scrape()
+            assert later == expected_series(api, job_id, wall.now)
+            assert later != first  # waits and running times grew by a minute
+            assert renderer.renders == 1
+            assert api.job_requests[job_id] == 4  # each scrape asked, and so did the test (expected_series)
+
+            api_clock.now += 120  # files move on: a new body, read and rendered
+            wall.now += 120
+            moved = scrape()
+            assert moved == expected_series(api, job_id, wall.now)
+            assert renderer.renders == 2
+        finally:
+            poller.close()
+
+
+def test_the_same_body_read_with_other_terminal_statuses_is_another_answer():
+    body = b'{"id": "ij-1"}'
+    statuses = frozenset({"completed", "failed"})
+    assert body_digest(body, statuses) == body_digest(bytes(body), frozenset({"failed", "completed"}))
+    assert body_digest(body, statuses) != body_digest(body, statuses | {"stopped"})
+    assert body_digest(body, statuses) != body_digest(body + b" ", statuses)
