@@ -21,7 +21,7 @@ from typing import Callable
 from prometheus_client.core import Metric
 
 from .datajobmetrics import build_data_job_families
-from .exposition import RenderCost, Renderer, RoundPieces
+from .exposition import Exposition, RenderCost, Renderer, RoundPieces
 from .results import ScrapeResult
 from .scrape import JobPoller
 from .selfmetrics import SelfMetrics
@@ -71,7 +71,7 @@ class ScrapeCollector:
         self._pieces: RoundPieces | None = None
         self._bodies_lock = threading.Lock()
         self._round: tuple[ScrapeResult, int] | None = None  # a poller round, and the reload generation
-        self._bodies: dict[tuple[str, bool, float], list[bytes]] = {}
+        self._bodies: dict[tuple[str, bool, float], Exposition] = {}
         self._tails: dict[float, list[Metric]] = {}
         self._now = 0.0  # the wall clock time the round's bodies are rendered at
 
@@ -85,7 +85,7 @@ class ScrapeCollector:
                 pass
         return max(budget, 0.1)
 
-    def body(self, timeout_header: str | None, fmt: str, gzipped: bool) -> list[bytes]:
+    def body(self, timeout_header: str | None, fmt: str, gzipped: bool) -> Exposition:
         """The exposition in ``fmt`` (exposition.TEXT or OPENMETRICS), gzipped or not, as byte strings."""
         started = self._monotonic()
         budget = self.budget(timeout_header)

@@ -16,7 +16,7 @@ sample lines are the same bytes in both, and are kept once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Iterable, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Sequence
 
 from prometheus_client.core import Metric
 from prometheus_client.exposition import generate_latest
@@ -24,7 +24,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from .cardinality import PER_FILE_RECENT, per_file_wanted
 from .config import MetricsConfig
-from .gzipstream import Chunk, GzipMember, deflate
+from .gzipstream import Chunk, GzipMember, deflate, inflate
 from .metrics import PER_FILE_FAMILY_NAMES, FamiliesCollector, build_job_families
 from .model import IngestionJob, JobSnapshot, RenderedJob
 from .samplelines import Block, Lines, at, escape, sample_lines
@@ -51,36 +51,60 @@ class Section:
         return bool(self.suffix)
 
 
+Piece = bytes | Chunk  # a section's lines for one job as sent: plain, or kept deflated (and nothing else)
+KeptPiece = Block | Chunk  # as kept: an unfinished job's lines may have holes
+
+
 @dataclass(frozen=True)
 class FilledPieces:
-    """One job's sample lines per section of each format at one time, and the kept chunks of the long ones."""
+    """One job's lines at one time, per section of each format: ready to join."""
 
-    lines: dict[str, tuple[bytes, ...]]  # format -> per section
-    chunks: dict[str, tuple[Chunk | None, ...]]  # format -> per section, None: compress with the fresh text
+    lines: dict[str, tuple[Piece, ...]]  # format -> per section
 
 
 @dataclass(frozen=True)
 class JobPieces:
-    """One job's pieces as kept: an unfinished job's lines have holes (samplelines.Lines) for the
-    values that grow with time. The chunks are of the sections without holes only."""
+    """One job's lines as kept, per section of each format. A long piece of fixed lines is kept
+    deflated only (gzipstream.Chunk): a gzip answer sends it as it is, a plain one inflates it.
+    An unfinished job's lines have holes (samplelines.Lines) for the values that grow with time."""
 
-    lines: dict[str, tuple[Block, ...]]
-    chunks: dict[str, tuple[Chunk | None, ...]]
+    lines: dict[str, tuple[KeptPiece, ...]]
     filled: FilledPieces | None = field(init=False, default=None)  # itself, when it has no holes
 
     def __post_init__(self) -> None:
-        if not any(type(block) is Lines for blocks in self.lines.values() for block in blocks):
-            object.__setattr__(self, "filled", FilledPieces(self.lines, self.chunks))  # type: ignore[arg-type]
+        if not any(type(piece) is Lines for pieces in self.lines.values() for piece in pieces):
+            object.__setattr__(self, "filled", FilledPieces(self.lines))  # type: ignore[arg-type]
 
     def at(self, now: float) -> FilledPieces:
-        """The pieces with every hole filled at ``now``: bytes only, ready to join."""
+        """The pieces with every hole filled at ``now``."""
         if self.filled is not None:
             return self.filled
         filled: dict[int, bytes] = {}  # a gauge section's lines are one object in both formats
-        lines = {fmt: tuple(filled.get(id(block)) or filled.setdefault(id(block), at(block, now))
-                            for block in blocks)
-                 for fmt, blocks in self.lines.items()}
-        return FilledPieces(lines, self.chunks)
+
+        def fill(piece: KeptPiece) -> Piece:
+            if not isinstance(piece, Lines):
+                return piece
+            text = filled.get(id(piece))
+            if text is None:
+                text = filled[id(piece)] = piece.at(now)
+            return text
+
+        return FilledPieces({fmt: tuple(fill(piece) for piece in pieces) for fmt, pieces in self.lines.items()})
+
+
+class Exposition:
+    """A whole answer as pieces: plain bytes and, in a plain answer, kept chunks inflated as they
+    are sent, so a kept job's text is never held uncompressed."""
+
+    __slots__ = ("pieces", "size")
+
+    def __init__(self, pieces: Sequence[Piece]):
+        self.pieces = pieces
+        self.size = sum(piece.size if isinstance(piece, Chunk) else len(piece) for piece in pieces)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self.pieces:
+            yield piece if type(piece) is bytes else inflate(piece)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -131,16 +155,14 @@ class Renderer:
         """The job's data series (every family but the state ones), with holes where a value grows
         with time; ``keep``: deflate the long pieces that have none."""
         families = build_job_families([JobSnapshot(job_id, job, True)], now, self.settings)
-        lines = self._split(families, skip=self.state_families)
-        chunks: dict[str, tuple[Chunk | None, ...]] = {}
+        lines: dict[str, tuple[KeptPiece, ...]] = dict(self._split(families, skip=self.state_families))
         if keep:
             made: dict[int, Chunk] = {}  # gauge sections are the same bytes in both formats: deflate once
-            for fmt in FORMATS:
-                chunks[fmt] = tuple(
-                    (made.get(id(piece)) or made.setdefault(id(piece), deflate(piece)))
-                    if type(piece) is bytes and len(piece) >= MIN_KEPT_CHUNK else None
-                    for piece in lines[fmt])
-        return JobPieces(lines, chunks)
+            lines = {fmt: tuple(
+                (made.get(id(piece)) or made.setdefault(id(piece), deflate(piece)))
+                if type(piece) is bytes and len(piece) >= MIN_KEPT_CHUNK else piece
+                for piece in pieces) for fmt, pieces in lines.items()}
+        return JobPieces(lines)
 
     def render_kept(self, job_id: str, job: IngestionJob, now: float | None = None,
                     digest: bytes | None = None) -> RenderedJob:
@@ -195,37 +217,49 @@ class Renderer:
         late = tuple(exported[i].job_id for i in fresh if i not in pieces)
         return RoundPieces(tuple(exported), [pieces[i] for i in sorted(pieces)], state, late)
 
-    def body(self, round_: RoundPieces, fmt: str, gzipped: bool, tail: list[Metric]) -> list[bytes]:
+    def body(self, round_: RoundPieces, fmt: str, gzipped: bool, tail: list[Metric]) -> Exposition:
         """The whole exposition: every job family, then ``tail`` (the exporter's own families)."""
         state, jobs = round_.state[fmt], round_.jobs
         encoder = generate_openmetrics if fmt == OPENMETRICS else generate_latest
         end = encoder(FamiliesCollector(tail))
         if not gzipped:
-            out: list[bytes] = []
+            out: list[Piece] = []
+            text: list[bytes] = []  # plain pieces not yet in ``out``: joined into one
             for index, section in enumerate(self.sections[fmt]):
-                content = state[index] if section.family in self.state_families else \
-                    b"".join([job.lines[fmt][index] for job in jobs])
-                if content or not section.optional:
-                    out += (section.header, content)
-            out.append(end)
-            return out
+                if section.family in self.state_families:
+                    if state[index] or not section.optional:
+                        text += (section.header, state[index])
+                    continue
+                pieces = [job.lines[fmt][index] for job in jobs]
+                if section.optional and not any(pieces):
+                    continue
+                text.append(section.header)
+                for piece in pieces:
+                    if type(piece) is bytes:
+                        text.append(piece)
+                    else:
+                        out += (b"".join(text), piece)
+                        text = []
+            text.append(end)
+            out.append(b"".join(text))
+            return Exposition(out)
         member = GzipMember()
         for index, section in enumerate(self.sections[fmt]):
             if section.family in self.state_families:
                 if state[index] or not section.optional:
                     member.add_text(section.header + state[index])
                 continue
-            if section.optional and not any(job.lines[fmt][index] for job in jobs):
+            pieces = [job.lines[fmt][index] for job in jobs]
+            if section.optional and not any(pieces):
                 continue
             member.add_text(section.header)
-            for job in jobs:
-                chunk = job.chunks[fmt][index] if job.chunks else None
-                if chunk is None:
-                    member.add_text(job.lines[fmt][index])
+            for piece in pieces:
+                if type(piece) is bytes:
+                    member.add_text(piece)
                 else:
-                    member.add_chunk(chunk)
+                    member.add_chunk(piece)  # type: ignore[arg-type]
         member.add_text(end)
-        return member.finish()
+        return Exposition(member.finish())
 
     def _kept(self, job_id: str, job: RenderedJob, now: float) -> FilledPieces:
         if not self.serves(job) or not isinstance(job.pieces, JobPieces):
@@ -239,11 +273,9 @@ class Renderer:
         return job.pieces.at(now)
 
     def _without_files(self, pieces: FilledPieces) -> FilledPieces:
-        lines = {fmt: tuple(b"" if i in self._file_sections[fmt] else piece for i, piece in enumerate(per_section))
-                 for fmt, per_section in pieces.lines.items()}
-        chunks = {fmt: tuple(None if i in self._file_sections[fmt] else chunk for i, chunk in enumerate(per_section))
-                  for fmt, per_section in pieces.chunks.items()}
-        return FilledPieces(lines, chunks)
+        return FilledPieces({fmt: tuple(b"" if i in self._file_sections[fmt] else piece
+                                        for i, piece in enumerate(per_section))
+                             for fmt, per_section in pieces.lines.items()})
 
     def _split(self, families: list[Metric], skip: Iterable[int] = (), only: Iterable[int] | None = None,
                ) -> dict[str, tuple[Block, ...]]:

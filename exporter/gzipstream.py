@@ -77,6 +77,11 @@ def deflate(text: bytes, level: int = KEPT_LEVEL, with_shift: bool = True) -> Ch
     return Chunk(deflated, zlib.crc32(text), len(text), _shift(len(text)) if with_shift else 0)
 
 
+def inflate(chunk: Chunk) -> bytes:
+    """The text ``chunk`` was deflated from: it refers to nothing before it, so it inflates alone."""
+    return zlib.decompressobj(-15).decompress(chunk.deflated)
+
+
 class GzipMember:
     """Collects text (compressed here, at ``level``) and kept chunks, in order, into one gzip member."""
 

@@ -9,7 +9,7 @@ from typing import Callable, Protocol
 from prometheus_client.exposition import choose_encoder
 
 from . import __version__
-from .exposition import OPENMETRICS, TEXT
+from .exposition import OPENMETRICS, TEXT, Exposition
 
 log = logging.getLogger("seekrflow_exporter.web")
 
@@ -17,7 +17,7 @@ log = logging.getLogger("seekrflow_exporter.web")
 class Collector(Protocol):
     """Turns one scrape into an exposition body (collector.py)."""
 
-    def body(self, timeout_header: str | None, fmt: str, gzipped: bool) -> list[bytes]: ...
+    def body(self, timeout_header: str | None, fmt: str, gzipped: bool) -> Exposition: ...
 
     @property
     def job_count(self) -> int: ...
@@ -109,7 +109,7 @@ def _metrics(collector: Collector, environ, start_response):
     headers = [("Content-Type", content_type)]
     if gzipped:
         headers.append(("Content-Encoding", "gzip"))
-    headers.append(("Content-Length", str(sum(len(part) for part in body))))
+    headers.append(("Content-Length", str(body.size)))
     start_response("200 OK", headers)
     return body
 

@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.cardinality import PER_FILE_POLICIES
 from exporter.config import MetricsConfig
-from exporter.exposition import OPENMETRICS, TEXT, Renderer
+from exporter.exposition import MIN_KEPT_CHUNK, OPENMETRICS, TEXT, Renderer
+from exporter.gzipstream import Chunk, inflate
 from exporter.metrics import FamiliesCollector, build_job_families
 from exporter.model import JobSnapshot, RenderedJob, parse_job
 from exporter.selfmetrics import build_exporter_families
@@ -139,6 +140,10 @@ def test_settled_jobs_keep_no_records_and_every_family_stays_under_one_header():
     renderer = Renderer(metrics)
     rendered = renderer.render_kept("ij-a", settled)
     assert isinstance(rendered, RenderedJob) and not hasattr(rendered, "records")
+    # Its long pieces are held deflated only; a plain answer inflates them as it is sent.
+    kept_pieces = [piece for fmt in (TEXT, OPENMETRICS) for piece in rendered.pieces.lines[fmt]]
+    assert any(isinstance(piece, Chunk) for piece in kept_pieces)
+    assert all(isinstance(piece, Chunk) or len(piece) < MIN_KEPT_CHUNK for piece in kept_pieces)
     snapshots = [JobSnapshot("ij-a", rendered, True), JobSnapshot("ij-b", running, True)]
     text = b"".join(renderer.body(renderer.render_round(snapshots, T0), TEXT, False, tail())).decode()
     helps = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP")]
@@ -190,4 +195,5 @@ def test_a_kept_job_loses_its_per_file_series_when_the_recent_window_passes():
                 assert (b"seekrflow_ingestion_file_error_info{" in body) is has_files
     # Kept after the window: its per-file text is not held at all.
     late = renderer.render_kept("ij-a", job, ended + 601)
-    assert b"bad scan" not in b"".join(late.pieces.lines[TEXT])
+    kept_text = b"".join(inflate(piece) if isinstance(piece, Chunk) else piece for piece in late.pieces.lines[TEXT])
+    assert b"seekrflow_ingestion_job_files{" in kept_text and b"bad scan" not in kept_text
