@@ -49,9 +49,16 @@ class Intake:
         self._monotonic = monotonic
 
     def kept(self, result: FetchResult) -> FetchResult:
-        """What is kept of an answer: the job rendered, without its records."""
+        """What is kept of an answer: the job rendered, without its records.
+
+        A settled job always; an unfinished one only from its own answer (which has a digest),
+        rendered in the fetch worker before the round's deadline. An unfinished job's copy in the
+        job list or in a data job is left to the scrape, which renders it within its deadline, and
+        the job's own answer replaces it in the same round.
+        """
         job = result.job
-        if self._keeper is None or not isinstance(job, IngestionJob):
+        if self._keeper is None or not isinstance(job, IngestionJob) or \
+                not (job.is_settled or result.digest is not None):
             return result
         return replace(result, job=self._keeper.render_kept(result.job_id, job, self._wall_clock(), result.digest))
 
