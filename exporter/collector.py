@@ -4,8 +4,10 @@
   X-Prometheus-Scrape-Timeout-Seconds - 0.5 s)``, at least 0.1 s. It bounds the whole answer:
   the poller gets the budget minus what rendering and joining are expected to take
   (``BuildReserve``, learnt from the last scrapes); an answer parsed after the poller's deadline
-  waits for the next round; an unfinished job whose rendering would not end before joining must
-  start is exported as timed out, and rendered first next round.
+  waits for the next round. A job's own answer is rendered as it arrives, in the fetch worker, so
+  this bounds rendering it too. An unfinished job held as a parsed answer (its copy in the job
+  list or in a data job) whose rendering would not end before joining must start is exported as
+  timed out, and rendered first next round.
 - One body per round: scrapes that share a poller round (two Prometheus replicas, a retry within
   ``scrape.cache_ttl``) share its body for their format, encoding and budget, built once. The
   per-scrape series in it (scrape duration, the process metrics) are those of the first scrape of
@@ -63,7 +65,8 @@ class ScrapeCollector:
         self._self_metrics = self_metrics
         self._wall_clock = wall_clock
         self._monotonic = monotonic
-        # The budget is shared: the poller's round, rendering the unfinished jobs, joining the body.
+        # The budget is shared: the poller's round, rendering what the round did not keep rendered,
+        # joining the body.
         self._render_reserve = BuildReserve(first_share=0.1)
         self._join_reserve = BuildReserve(first_share=0.05)
         self._cost = RenderCost()
@@ -99,7 +102,7 @@ class ScrapeCollector:
                 self._round, self._bodies, self._tails = round_, {}, {}
                 self._now = self._wall_clock()
                 rendering = self._monotonic()
-                # Unfinished jobs are rendered until what joining the body takes is all that is left.
+                # Parsed answers are rendered until what joining the body takes is all that is left.
                 self._pieces = self._renderer.render_round(
                     result.snapshots, self._now, until=deadline - self._join_reserve.seconds(budget),
                     clock=self._monotonic, cost=self._cost, first=self._late)

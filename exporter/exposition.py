@@ -4,8 +4,10 @@ The output is byte for byte what prometheus_client's encoders write for the same
 property test holds the two together), but cut differently: into *sections*, one per HELP/TYPE
 block, and for each job the section's sample lines. A scrape then writes each section's header
 followed by every job's lines for it, so a family stays contiguous under one HELP and TYPE while
-a settled job's lines come from its ``RenderedJob`` (rendered when its answer arrived) and only the
-unfinished jobs and the per-scrape state series are rendered anew.
+a job's lines come from its ``RenderedJob``, rendered when its answer arrived. A scrape renders
+only the per-scrape state series, the values that grow with time in an unfinished job's lines
+(holes, samplelines.py), and the unfinished jobs it holds as parsed answers (their copies in the
+job list or in a data job, which have no kept rendering).
 
 The two formats differ only in their headers and in gauge histograms: the text format writes the
 ``_gcount`` and ``_gsum`` samples of all jobs after the buckets under a gauge HELP/TYPE of their
@@ -24,7 +26,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from .cardinality import PER_FILE_RECENT, per_file_wanted
 from .config import MetricsConfig
-from .gzipstream import Chunk, GzipMember, deflate, inflate
+from .gzipstream import FRESH_LEVEL, KEPT_LEVEL, Chunk, GzipMember, deflate, inflate
 from .metrics import PER_FILE_FAMILY_NAMES, FamiliesCollector, build_job_families
 from .model import IngestionJob, JobSnapshot, RenderedJob
 from .samplelines import Block, Lines, at, escape, sample_lines
@@ -94,17 +96,31 @@ class JobPieces:
 
 class Exposition:
     """A whole answer as pieces: plain bytes and, in a plain answer, kept chunks inflated as they
-    are sent, so a kept job's text is never held uncompressed."""
+    are sent, so a kept job's long pieces are not held uncompressed for it. Iterating it gives
+    writes of at least ``WRITE_SIZE`` (but the last): one per piece would be thousands of sends."""
 
     __slots__ = ("pieces", "size")
+    WRITE_SIZE = 256 * 1024
 
     def __init__(self, pieces: Sequence[Piece]):
         self.pieces = pieces
         self.size = sum(piece.size if isinstance(piece, Chunk) else len(piece) for piece in pieces)
 
     def __iter__(self) -> Iterator[bytes]:
+        pending: list[bytes] = []
+        pending_size = 0
         for piece in self.pieces:
-            yield piece if type(piece) is bytes else inflate(piece)  # type: ignore[arg-type]
+            text = inflate(piece) if isinstance(piece, Chunk) else piece
+            if pending and pending_size + len(text) >= self.WRITE_SIZE:
+                yield b"".join(pending + [text])
+                pending, pending_size = [], 0
+            elif len(text) >= self.WRITE_SIZE:
+                yield text
+            else:
+                pending.append(text)
+                pending_size += len(text)
+        if pending:
+            yield b"".join(pending)
 
 
 @dataclass(frozen=True)
@@ -157,9 +173,12 @@ class Renderer:
         families = build_job_families([JobSnapshot(job_id, job, True)], now, self.settings)
         lines: dict[str, tuple[KeptPiece, ...]] = dict(self._split(families, skip=self.state_families))
         if keep:
+            # A settled job's pieces are sent for hours; an unfinished job's only until its next
+            # change, often the next scrape: compressing them fast wins there.
+            level = KEPT_LEVEL if job.is_settled else FRESH_LEVEL
             made: dict[int, Chunk] = {}  # gauge sections are the same bytes in both formats: deflate once
             lines = {fmt: tuple(
-                (made.get(id(piece)) or made.setdefault(id(piece), deflate(piece)))
+                (made.get(id(piece)) or made.setdefault(id(piece), deflate(piece, level)))
                 if type(piece) is bytes and len(piece) >= MIN_KEPT_CHUNK else piece
                 for piece in pieces) for fmt, pieces in lines.items()}
         return JobPieces(lines)

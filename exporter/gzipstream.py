@@ -2,8 +2,8 @@
 
 A chunk is deflated on its own and ends on a full flush: byte-aligned, no back-reference into what
 came before, no final block. Such chunks can be laid end to end into one deflate stream, so a
-settled job's pieces are compressed once and reused by every later gzip answer, and only what
-changed is compressed per scrape. The member's CRC-32 is combined from the chunks' own CRCs
+kept job's long pieces are compressed once per answer of the API and reused by every later gzip
+answer, and only what changed is compressed per scrape. The member's CRC-32 is combined from the chunks' own CRCs
 (zlib's ``crc32_combine``, which Python does not expose), so reused bytes are not read again.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 # twice as fast as 6 for output 12% larger (ratio 5.4 against 6.0; 9 gains 3% more at a third of
 # the speed). A scrape's fresh part is compressed on every scrape: speed wins.
 FRESH_LEVEL = 1
-# Settled pieces are compressed once and sent for hours: worth the better ratio.
+# A settled job's pieces are compressed once and sent for hours: worth the better ratio.
 KEPT_LEVEL = 6
 
 _POLY = 0xEDB88320

@@ -7,7 +7,7 @@ are dropped before they start.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import AbstractSet, Callable, Mapping
 
@@ -57,7 +57,9 @@ def carry_jobs(carried: Mapping[str, KnownJob], watched: AbstractSet[str], state
     """Continue the watched jobs' states in ``states``; drop the requests of the others."""
     for job_id, known in carried.items():
         if job_id in watched and isinstance(known.job, RenderedJob) and not serves(known.job):
-            continue  # rendered for other metrics settings: fetched again, as if new
+            # Rendered for other metrics settings, and its records are gone: its data is asked
+            # for again, while its back-off, last success, failure and request in flight carry over.
+            known = replace(known, job=None, data_from=None)
         if job_id in watched:
             # Its request in flight, if any, is waited for rather than sent again.
             states[job_id] = JobState.carried_over(job_id, known)

@@ -66,8 +66,12 @@ class Intake:
         return self._keeper is not None and self._keeper.serves(job)
 
     def reusable(self, job: object) -> RenderedJob | None:
-        """``job`` if an answer with the same body may stand for it again (rendered as this keeper renders)."""
-        return job if isinstance(job, RenderedJob) and job.digest is not None and self.serves(job) else None
+        """``job`` if an answer with the same body may stand for it again: an unfinished job rendered
+        as this keeper renders. A settled job is read again only every scrape.finished_job_refresh,
+        and rendered again then: under metrics.per_file: recent, that is what lets its per-file
+        text go once the window has passed."""
+        return job if isinstance(job, RenderedJob) and not job.is_settled and job.digest is not None \
+            and self.serves(job) else None
 
     def take(self, state: JobState, started: float, result: FetchResult) -> None:
         """Apply an answer; a data job's also brings the data of its ingestion jobs."""

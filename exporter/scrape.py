@@ -60,7 +60,8 @@ class JobPoller:
         in flight never exceed ``api.max_concurrency`` whatever the reloads; by default the poller
         has workers of its own, shut down with it.
 
-        ``keeper``: what to keep of a settled job, made in the fetch worker as its answer arrives."""
+        ``keeper``: what to keep of a job's answer (rendered, without records), made in the fetch
+        worker as the answer arrives."""
         # Sharded, this poller watches only its own jobs, configured or found (sharding.py).
         self._shard = shard
         self._owns = shard.owns if shard.sharded else None

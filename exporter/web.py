@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 from prometheus_client.exposition import choose_encoder
 
@@ -111,7 +111,17 @@ def _metrics(collector: Collector, environ, start_response):
         headers.append(("Content-Encoding", "gzip"))
     headers.append(("Content-Length", str(body.size)))
     start_response("200 OK", headers)
-    return body
+    return _sent(body, environ.get("PATH_INFO"))
+
+
+def _sent(body: Exposition, path: str | None) -> Iterator[bytes]:
+    """The body as it is written: a failure then (inflating a kept piece) can only cut the answer
+    short, but it is logged like any other internal error."""
+    try:
+        yield from body
+    except Exception:
+        log.error("internal error while sending the answer", exc_info=True, extra={"fields": {"path": path}})
+        raise
 
 
 def gzip_accepted(accept_encoding: str) -> bool:

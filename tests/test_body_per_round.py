@@ -71,6 +71,8 @@ def test_scrapes_sharing_a_round_get_the_same_body_and_gzip_is_the_same_text(sim
         assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
         plain_headers, plain = raw(exporter.url, {**OPENMETRICS, "Accept-Encoding": "gzip;q=0"})
         assert "Content-Encoding" not in plain_headers
+        # The plain body inflates the kept pieces as it is sent: its length was known beforehand.
+        assert int(plain_headers["Content-Length"]) == len(plain)
         assert gzip.decompress(body) == plain
         assert plain.endswith(b"# EOF\n")
 

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from exporter.cardinality import PER_FILE_POLICIES
 from exporter.config import MetricsConfig
-from exporter.exposition import MIN_KEPT_CHUNK, OPENMETRICS, TEXT, Renderer
-from exporter.gzipstream import Chunk, inflate
+from exporter.exposition import MIN_KEPT_CHUNK, OPENMETRICS, TEXT, Exposition, Renderer
+from exporter.gzipstream import Chunk, deflate, inflate
 from exporter.metrics import FamiliesCollector, build_job_families
 from exporter.model import JobSnapshot, RenderedJob, parse_job
 from exporter.selfmetrics import build_exporter_families
@@ -197,3 +197,14 @@ def test_a_kept_job_loses_its_per_file_series_when_the_recent_window_passes():
     late = renderer.render_kept("ij-a", job, ended + 601)
     kept_text = b"".join(inflate(piece) if isinstance(piece, Chunk) else piece for piece in late.pieces.lines[TEXT])
     assert b"seekrflow_ingestion_job_files{" in kept_text and b"bad scan" not in kept_text
+
+
+def test_a_plain_answer_inflates_its_kept_pieces_into_few_large_writes():
+    kept = deflate(b"seekrflow_ingestion_file_info 1.0\n" * 150)
+    body = Exposition([b"# HELP x y\n", kept] * 500 + [b"# EOF\n"])
+    writes = list(body)
+    sent = b"".join(writes)
+    assert sent == (b"# HELP x y\n" + b"seekrflow_ingestion_file_info 1.0\n" * 150) * 500 + b"# EOF\n"
+    assert body.size == len(sent)
+    assert all(len(write) >= Exposition.WRITE_SIZE for write in writes[:-1])
+    assert len(writes) == len(sent) // Exposition.WRITE_SIZE + 1

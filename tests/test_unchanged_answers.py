@@ -5,7 +5,11 @@ The simulator's clock is the test's, so the API's answer changes only when the t
 """
 
 import json
+import time
 import urllib.request
+from concurrent.futures import Future
+from dataclasses import replace
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,10 +18,14 @@ from exporter.client import SeekrFlowClient, body_digest
 from exporter.collector import ScrapeCollector
 from exporter.config import ApiConfig, MetricsConfig, ScrapeConfig
 from exporter.exposition import TEXT, Renderer
+from exporter.handover import carry_jobs
+from exporter.intake import Intake
+from exporter.jobstate import KnownJob
 from exporter.metrics import FamiliesCollector, build_job_families
 from exporter.model import JobSnapshot, parse_job
 from exporter.scrape import JobPoller
 from exporter.selfmetrics import SelfMetrics
+from exporter.sharding import Shard
 from exporter.simulator import SimulatedWorld, SimulatorServer
 
 KEY = "sk-test-unchanged-5e1d"
@@ -98,6 +106,28 @@ def test_an_unchanged_answer_is_not_read_again_and_its_waits_still_grow():
 def test_the_same_body_read_with_other_terminal_statuses_is_another_answer():
     body = b'{"id": "ij-1"}'
     statuses = frozenset({"completed", "failed"})
-    assert body_digest(body, statuses) == body_digest(bytes(body), frozenset({"failed", "completed"}))
+    assert body_digest(body, statuses) == body_digest(bytearray(body), frozenset({"failed", "completed"}))
     assert body_digest(body, statuses) != body_digest(body, statuses | {"stopped"})
     assert body_digest(body, statuses) != body_digest(body + b" ", statuses)
+
+
+def test_a_kept_job_rendered_for_other_settings_is_asked_again_but_its_back_off_and_request_carry_over():
+    job = parse_job(json.loads((Path(__file__).parent / "fixtures" / "job_running.json").read_text()))
+    old, new = Renderer(MetricsConfig()), Renderer(MetricsConfig(per_file="none"))
+    rendered = old.render_kept(job.id, job, 1000.0, digest=b"d")
+    in_flight = Future()
+    known = KnownJob(rendered, data_from=5.0, last_success=1000.0, error="http_429", error_from=6.0,
+                     retry_at=3600.0, in_flight=in_flight)
+    states = {}
+    carry_jobs({job.id: known}, {job.id}, states, new.serves)
+    carried = states[job.id]
+    assert (carried.job, carried.data_from) == (None, None)  # its data is asked for again
+    assert (carried.last_success, carried.error, carried.error_from, carried.retry_at, carried.in_flight) == \
+        (1000.0, "http_429", 6.0, 3600.0, in_flight)
+    # An answer with the same body is not taken for the job rendered under the old settings.
+    intake = Intake(states, new, Shard(), time.time, time.monotonic)
+    assert intake.reusable(rendered) is None
+    assert Intake(states, old, Shard(), time.time, time.monotonic).reusable(rendered) is rendered
+    # Nor is a settled job's: it is rendered again when read again (metrics.per_file: recent).
+    settled = old.render_kept(job.id, replace(job, status="completed", records=()), 1000.0, digest=b"d")
+    assert settled.is_settled and Intake(states, old, Shard(), time.time, time.monotonic).reusable(settled) is None
