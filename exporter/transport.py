@@ -5,7 +5,9 @@ API's origin, a cap on the decoded body, and one retry on a kept-alive connectio
 redirects anywhere and reads each redirect's body in full, and it decodes gzip without a size cap.
 So redirects are followed here, by hand; bodies are read raw in small pieces and decoded here
 under the cap; and a watchdog thread shuts down the socket of any request past its deadline, which
-ends a connect, a header read or a body read that drips one byte at a time.
+ends a header read or a body read that drips one byte at a time. Connecting waits no longer than
+what is left, and so does resolving a host name: getaddrinfo cannot be interrupted, so it runs on
+a resolver thread the request stops waiting for at its deadline.
 
 Failures raise ``RequestFailed`` with a short ``reason`` fit for a label.
 """
@@ -18,6 +20,8 @@ import socket
 import threading
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as ResolutionTimeout  # TimeoutError itself from 3.11 on
 from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import urljoin, urlsplit
@@ -25,6 +29,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
 
 # Bodies above this size (after decoding) are refused: a real job answer is far smaller, and a
 # runaway body must not take the exporter's memory with it.
@@ -300,6 +306,48 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 _local = threading.local()
 
+# Name resolution (getaddrinfo) cannot be interrupted, so it runs on these threads while the request
+# waits for it no longer than its deadline. A resolver that hangs holds one of them until it gives
+# up, and at most this many: further names wait their turn, and their requests time out.
+RESOLVER_THREADS = 4
+_RESOLVER = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+_getaddrinfo = socket.getaddrinfo  # the system resolver; tests stand in a slow one
+
+
+def _resolve(host: str, port: int, deadline: _Deadline) -> list:
+    """The addresses of ``host``, by the deadline: an address literal at once, a name on a resolver thread."""
+    family = allowed_gai_family()
+    try:
+        return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass  # a name, not an address
+    resolving = _RESOLVER.submit(_getaddrinfo, host, port, family, socket.SOCK_STREAM)
+    try:
+        return resolving.result(timeout=max(deadline.remaining(), 0.0))
+    except ResolutionTimeout:
+        resolving.cancel()  # not started yet: it never will
+        raise
+
+
+def _connect(addresses: list, timeout: float | None, source_address, socket_options) -> socket.socket:
+    """A connected socket to the first of ``addresses`` that answers, as urllib3 connects."""
+    error: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+            if isinstance(timeout, (int, float)):
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(address)
+            return sock
+        except OSError as err:
+            error = err
+            sock.close()
+    raise error if error is not None else OSError("no address to connect to")
+
 
 def _current() -> _Deadline | None:
     return getattr(_local, "deadline", None)
@@ -311,10 +359,20 @@ class _GuardedConnection:
     sock: socket.socket | None
 
     def _new_conn(self) -> socket.socket:  # urllib3's hook for the plain socket, before any TLS
-        sock = super()._new_conn()  # type: ignore[misc]
         deadline = _current()
-        if deadline is not None:
-            deadline.watch(sock)
+        if deadline is None:
+            return super()._new_conn()  # type: ignore[misc]
+        host, port = self._dns_host.strip("[]"), self.port  # type: ignore[attr-defined]
+        try:
+            addresses = _resolve(host, port, deadline)
+            sock = _connect(addresses, self.timeout, self.source_address, self.socket_options)  # type: ignore[attr-defined]
+        except socket.gaierror as err:
+            raise NameResolutionError(host, self, err) from err  # type: ignore[arg-type]
+        except (TimeoutError, ResolutionTimeout) as err:  # a connect or a resolution past the deadline
+            raise ConnectTimeoutError(self, f"no connection to {host} within the request's time") from err
+        except OSError as err:
+            raise NewConnectionError(self, f"Failed to establish a new connection: {err}") from err  # type: ignore[arg-type]
+        deadline.watch(sock)
         return sock
 
     def request(self, *args, **kwargs) -> None:

@@ -11,6 +11,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from exporter import transport
 from exporter.client import SeekrFlowClient
 from exporter.config import ApiConfig
 from harness import ExporterProcess, peak_rss_mib
@@ -278,3 +279,53 @@ def test_a_hung_request_fails_only_its_job_and_is_not_sent_again():
         assert value(got, "seekrflow_ingestion_job_scrape_error_info", job_id="ij-hung", reason="timeout") == 1
         assert all(value(got, "seekrflow_ingestion_job_scrape_success", job_id=f"ij-{n}") == 1 for n in range(3))
     assert asked == 1  # the second scrape waited for the same request, it did not send another
+
+
+# --- name resolution -------------------------------------------------------------------------
+
+
+class Resolver:
+    """Stands in for the system resolver (a hung DNS server cannot be run here): ``names`` resolve
+    to loopback, any other name hangs until ``release``."""
+
+    def __init__(self, names=()):
+        self.names = set(names)
+        self.asked = []
+        self._released = threading.Event()
+
+    def __call__(self, host, port, family=0, kind=0, *rest):
+        self.asked.append(host)
+        if host in self.names:
+            return transport.socket.getaddrinfo("127.0.0.1", port, family, kind)
+        self._released.wait(timeout=60)
+        raise transport.socket.gaierror(-2, "Name or service not known")
+
+    def release(self):
+        self._released.set()
+
+
+def test_a_name_that_does_not_resolve_in_time_fails_the_job_with_timeout(monkeypatch):
+    resolver = Resolver()
+    monkeypatch.setattr(transport, "_getaddrinfo", resolver)
+    try:
+        result, counter = fetch("http://api.seekrflow.invalid:80", "ij-running", timeout=0.5)
+    finally:
+        resolver.release()
+    assert resolver.asked == ["api.seekrflow.invalid"]
+    assert (result.reason, result.detail) == ("timeout", "no answer within 0.5s")
+    assert codes(counter) == {"timeout": 1.0}
+
+
+def test_a_name_is_resolved_off_the_request_thread_and_connected_to(monkeypatch):
+    with HostileAPI({"ij-there": good()}) as api:
+        port = api.url.rsplit(":", 1)[1]
+        resolver = Resolver({"api.seekrflow.test"})
+        monkeypatch.setattr(transport, "_getaddrinfo", resolver)
+        try:
+            result, counter = fetch(f"http://api.seekrflow.test:{port}", "ij-there")
+        finally:
+            resolver.release()
+        assert api.requests[0].headers["host"] == f"api.seekrflow.test:{port}"
+    assert resolver.asked == ["api.seekrflow.test"]
+    assert result.reason is None and result.job is not None
+    assert codes(counter) == {"200": 1.0}
