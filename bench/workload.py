@@ -21,6 +21,9 @@ UNFINISHED_EVERY = 5
 SEED = 11
 # Two files in three are picked by a worker before the halfway mark of a job's run.
 _HALFWAY = 0.5
+# An unfinished job's second answer, for scrapes where every unfinished job moved since the last:
+# the first of these shares of its run later at which some of its files moved on.
+MOVED_BY = (0.02, 0.05, 0.1, 0.2)
 # Jobs are planned this many at a time, so planning a million records never holds them all.
 _PLAN_CHUNK_RECORDS = 50_000
 
@@ -44,6 +47,7 @@ class Workload:
     size: Size
     bodies: dict[str, bytes]  # job ID -> the encoded IngestionResponse
     unfinished: tuple[str, ...]
+    moved: dict[str, bytes]  # unfinished job ID -> its answer a little later in its run
 
     @property
     def job_ids(self) -> list[str]:
@@ -56,7 +60,7 @@ class Workload:
 
 def build_workload(size: Size, started_at: float | None = None) -> Workload:
     started_at = time.time() if started_at is None else started_at
-    bodies, unfinished = {}, []
+    bodies, unfinished, moved = {}, [], {}
     per_chunk = max(1, _PLAN_CHUNK_RECORDS // max(size.files_per_job, 1))
     index = 0
     for chunk, first in enumerate(range(0, size.jobs, per_chunk)):
@@ -73,8 +77,17 @@ def build_workload(size: Size, started_at: float | None = None) -> Workload:
             bodies[job_id] = body
             if stays_unfinished:
                 unfinished.append(job_id)
+                moved[job_id] = _moved(world, job_id, moment, finished - created, body)
             index += 1
-    return Workload(size, bodies, tuple(unfinished))
+    return Workload(size, bodies, tuple(unfinished), moved)
+
+
+def _moved(world: SimulatedWorld, job_id: str, moment: float, run: float, body: bytes) -> bytes:
+    for share in MOVED_BY:
+        later = json.dumps(world.job_response(job_id, moment + share * run), separators=(",", ":")).encode()
+        if later != body and not parse_job(json.loads(later)).is_settled:
+            return later
+    raise RuntimeError(f"workload job {job_id}: no later answer that differs and is still unfinished")
 
 
 def start_simulator(workload: Workload, api_key: str, latency: float = 0.0) -> SimulatorServer:

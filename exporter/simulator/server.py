@@ -224,6 +224,11 @@ class SimulatorServer:
             return 200, _json(broken)
         return 200, _json(body)
 
+    def serve_fixtures(self, fixtures: Mapping[str, dict | bytes]) -> None:
+        """From now on, these jobs answer with these bodies (as ``fixtures`` at start): what a
+        benchmark uses to move jobs between two scrapes without a world to move them."""
+        self._fixtures.update(fixtures)
+
     def _job_body(self, job_id: str, now: float) -> dict | None:
         if job_id in self._fixtures:
             fixture = self._fixtures[job_id]
