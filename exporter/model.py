@@ -165,7 +165,7 @@ def parse_job(payload: Any, terminal_statuses: frozenset[str] = DEFAULT_TERMINAL
     raw_records = payload.get("file_records")
     if raw_records is not None and not isinstance(raw_records, list):
         raise InvalidResponse("file_records: expected a list or null")
-    records = tuple(_record(raw, f"file_records[{i}]", terminal_statuses) for i, raw in enumerate(raw_records or ()))
+    records = tuple(_record(raw, "file_records", i, terminal_statuses) for i, raw in enumerate(raw_records or ()))
     return IngestionJob(
         id=_text(payload, "id", "id"),
         status=_status(payload, "status"),
@@ -189,7 +189,7 @@ def parse_nested_job(payload: Any, where: str,
     raw_records = payload.get("records")
     if raw_records is not None and not isinstance(raw_records, list):
         raise InvalidResponse(f"{where}.records: expected a list or null")
-    records = tuple(_record(raw, f"{where}.records[{i}]", terminal_statuses) for i, raw in enumerate(raw_records or ()))
+    records = tuple(_record(raw, f"{where}.records", i, terminal_statuses) for i, raw in enumerate(raw_records or ()))
     return IngestionJob(
         id=_text(payload, "id", f"{where}.id"),
         status=_status(payload, "status", where),
@@ -200,7 +200,58 @@ def parse_nested_job(payload: Any, where: str,
     )
 
 
-def _record(raw: Any, where: str, terminal_statuses: frozenset[str]) -> FileRecord:
+def _record(raw: Any, records: str, index: int, terminal_statuses: frozenset[str]) -> FileRecord:
+    """A record in the shape the API sends, read with as few steps as that allows; anything else
+    (a missing or mistyped field, non-ASCII text, another timestamp spelling) goes through
+    ``_checked_record``, which gives the same result or says what is wrong. A property test holds
+    the two together. ``records[index]`` is where the record is, for the error."""
+    if type(raw) is not dict:
+        return _checked_record(raw, f"{records}[{index}]", terminal_statuses)
+    get = raw.get
+    record_id, filename, status = get("record_id"), get("filename"), get("status")
+    method, worker_id = get("method"), get("worker_id")
+    error_message, suggested_fix = get("error_message"), get("suggested_fix")
+    deleted, queue_position = get("deleted", False), get("queue_position")
+    created_at = _api_time(get("created_at"))
+    processing_at, completed_at, failed_at = get("processing_at"), get("completed_at"), get("failed_at")
+    if processing_at is not None:
+        processing_at = _api_time(processing_at)
+    if completed_at is not None:
+        completed_at = _api_time(completed_at)
+    if failed_at is not None:
+        failed_at = _api_time(failed_at)
+    if not (type(record_id) is str and type(filename) is str and type(status) is str and status
+            and (method is None or type(method) is str) and (worker_id is None or type(worker_id) is str)
+            and (error_message is None or type(error_message) is str)
+            and (suggested_fix is None or type(suggested_fix) is str)
+            and (deleted is False or deleted is True or deleted is None)
+            and (queue_position is None or type(queue_position) is int and abs(queue_position) <= MAX_QUEUE_POSITION)
+            and created_at is not None
+            and (processing_at is not None or get("processing_at") is None)
+            and (completed_at is not None or get("completed_at") is None)
+            and (failed_at is not None or get("failed_at") is None)
+            and record_id.isascii() and filename.isascii() and status.isascii()
+            and (method is None or method.isascii()) and (worker_id is None or worker_id.isascii())
+            and (error_message is None or error_message.isascii())
+            and (suggested_fix is None or suggested_fix.isascii())):
+        return _checked_record(raw, f"{records}[{index}]", terminal_statuses)
+    status = status[:MAX_STATUS_LENGTH]
+    return FileRecord(record_id, filename, status, created_at, method, worker_id, queue_position, error_message,
+                      suggested_fix, bool(deleted), processing_at, completed_at, failed_at,
+                      status in terminal_statuses)
+
+
+def _api_time(value: Any) -> float | None:
+    """A timestamp in the API's own shape as Unix seconds; None for anything else (or nothing)."""
+    if type(value) is str and _has_api_shape(value):
+        try:
+            return (datetime.fromisoformat(value[:-1]) - _EPOCH).total_seconds()
+        except ValueError:
+            return None
+    return None
+
+
+def _checked_record(raw: Any, where: str, terminal_statuses: frozenset[str]) -> FileRecord:
     if not isinstance(raw, dict):
         raise InvalidResponse(f"{where}: expected an object")
     deleted = raw.get("deleted", False)

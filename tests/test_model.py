@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from exporter.model import InvalidResponse, parse_job, parse_rfc3339, parse_timestamp
+from exporter.model import InvalidResponse, _checked_record, _record, parse_job, parse_rfc3339, parse_timestamp
 
 T = 1768487400.0  # 2026-01-15T14:30:00Z
 GOOD = json.loads((Path(__file__).parent / "fixtures" / "job_running.json").read_text())
@@ -134,3 +134,36 @@ def test_the_fast_path_reads_exactly_what_the_general_reader_reads(text):
         assert fast == "refused"
     else:
         assert fast == pytest.approx(general, abs=1e-6)
+
+
+_RECORD = {"record_id": "ijf-1", "filename": "a.pdf", "status": "processing", "created_at": "2026-01-15T14:30:00Z",
+           "method": "best", "worker_id": "w-1", "queue_position": None, "error_message": None,
+           "suggested_fix": None, "deleted": False, "processing_at": "2026-01-15T14:31:00.250000Z",
+           "completed_at": None, "failed_at": None}
+_value = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 2), st.just(2**53 + 1), st.floats(allow_nan=False), st.just([]),
+    st.text(max_size=6), st.sampled_from(["", "queued", "completed", "stopped", "x" * 70, "caf\u00e9", "\ud800"]),
+    _api_shape, _near_api_shape)
+
+
+def _read_record(read, raw):
+    try:
+        return read(raw)
+    except InvalidResponse as err:
+        return "refused", str(err)
+
+
+@given(st.one_of(
+    st.builds(lambda changed, dropped: {k: v for k, v in {**_RECORD, **changed}.items() if k not in dropped},
+              st.dictionaries(st.sampled_from(sorted(_RECORD)), _value, max_size=4),
+              st.sets(st.sampled_from(sorted(_RECORD)), max_size=2)),
+    _value))
+@example(_RECORD)
+@example({**_RECORD, "deleted": None, "queue_position": 7, "status": "x" * 70})
+@example({**_RECORD, "created_at": "2016-12-31T23:59:60Z"})
+@example({**_RECORD, "filename": "r\u00e9sum\u00e9.pdf"})
+def test_a_record_in_the_api_shape_reads_exactly_as_the_checked_reader_reads_it(raw):
+    terminal = frozenset({"completed", "failed", "stopped"})
+    fast = _read_record(lambda r: _record(r, "file_records", 3, terminal), raw)
+    checked = _read_record(lambda r: _checked_record(r, "file_records[3]", terminal), raw)
+    assert fast == checked
