@@ -152,8 +152,14 @@ def measure_size(workload: Workload, repetitions: int, concurrent: int, budget: 
                 config["metrics"] = metrics
             return stack.enter_context(ExporterProcess(config, key))
 
-        # Cold: nothing reused between scrapes, every job fetched, parsed, built and encoded each time.
-        cold = exporter(cache_ttl="0s", finished_job_refresh="0s")
+        def cold_scrape(headers: dict | None = None) -> tuple[float, int, bytes, tuple[int, int]]:
+            """Cold: the first scrape of an exporter started for it (not timed), with nothing kept
+            from earlier answers: every job fetched, parsed, rendered and encoded. (seconds, API
+            requests, body, memory after it)"""
+            config = exporter_config(simulator.url, workload.job_ids, cache_ttl="0s")
+            with ExporterProcess(config, key) as fresh:
+                return (*timed_scrape(fresh, simulator, session, headers), fresh.memory())
+
         # Warm: settled jobs fetched once, then cached; only the unfinished jobs are read again.
         warm = exporter(cache_ttl="0s", finished_job_refresh="10m")
         no_files = exporter(cache_ttl="0s", finished_job_refresh="10m", metrics={"per_file": False})
@@ -166,7 +172,7 @@ def measure_size(workload: Workload, repetitions: int, concurrent: int, budget: 
 
         # Warm-ups: imports, connection pools; the warm exporters' first scrapes fill their caches.
         budget.check(f"{size.label}: warm-up")
-        _, cold_first, exposition = timed_scrape(cold, simulator, session)
+        _, cold_first, exposition, _ = cold_scrape()
         _, warm_first, _ = timed_scrape(warm, simulator, session)
         _, _, no_files_exposition = timed_scrape(no_files, simulator, session)
         timed_scrape(shared, simulator, session, PROMETHEUS_FORMAT)
@@ -183,10 +189,10 @@ def measure_size(workload: Workload, repetitions: int, concurrent: int, budget: 
             raw["fetch_floor_unfinished"].append(fetch.round("unfinished"))
             raw["exposition_floor"].append(expo_floor.encode())
             raw["exposition_floor_no_files"].append(no_files_floor.encode())
-            seconds, made, _ = timed_scrape(cold, simulator, session)
+            seconds, made, _, cold_memory = cold_scrape()
             raw["cold"].append(seconds)
             requests_made["cold"].append(made)
-            raw["cold_prometheus"].append(timed_scrape(cold, simulator, session, PROMETHEUS_FORMAT)[0])
+            raw["cold_prometheus"].append(cold_scrape(PROMETHEUS_FORMAT)[0])
             seconds, made, warm_exposition = timed_scrape(warm, simulator, session)
             raw["warm"].append(seconds)
             requests_made["warm"].append(made)
@@ -213,7 +219,7 @@ def measure_size(workload: Workload, repetitions: int, concurrent: int, budget: 
             requests_made["together"].append(made)
             if repetition < 3:
                 raw["naive"].append(naive.scrape(session))
-        memory = {"warm": warm.memory(), "cold": cold.memory(), "no_files": no_files.memory(),
+        memory = {"warm": warm.memory(), "cold": cold_memory, "no_files": no_files.memory(),
                   "shared": shared.memory()}
         bodies_agree = len({decoded(b) for b in together}) == 1
 
