@@ -114,6 +114,15 @@ class NaiveBaseline:
         self._dir.cleanup()
 
 
+def fresh_scrape(simulator, job_ids: list[str], key: str, session,
+                 headers: dict | None = None) -> tuple[float, int, bytes, tuple[int, int]]:
+    """A cold scrape: the first of an exporter started for it (the start is not timed), with nothing
+    kept from earlier answers, so every job is fetched, parsed, rendered and encoded.
+    (seconds, API requests, body, memory after it)"""
+    with ExporterProcess(exporter_config(simulator.url, job_ids, cache_ttl="0s"), key) as fresh:
+        return (*timed_scrape(fresh, simulator, session, headers), fresh.memory())
+
+
 def first_scrape(workload: Workload, simulator, key: str) -> dict:
     """A fresh exporter with default settings, scraped once as Prometheus would with a 10 s timeout."""
     config = exporter_config(simulator.url, workload.job_ids)
@@ -153,12 +162,7 @@ def measure_size(workload: Workload, repetitions: int, concurrent: int, budget: 
             return stack.enter_context(ExporterProcess(config, key))
 
         def cold_scrape(headers: dict | None = None) -> tuple[float, int, bytes, tuple[int, int]]:
-            """Cold: the first scrape of an exporter started for it (not timed), with nothing kept
-            from earlier answers: every job fetched, parsed, rendered and encoded. (seconds, API
-            requests, body, memory after it)"""
-            config = exporter_config(simulator.url, workload.job_ids, cache_ttl="0s")
-            with ExporterProcess(config, key) as fresh:
-                return (*timed_scrape(fresh, simulator, session, headers), fresh.memory())
+            return fresh_scrape(simulator, workload.job_ids, key, session, headers)
 
         # Warm: settled jobs fetched once, then cached; only the unfinished jobs are read again.
         warm = exporter(cache_ttl="0s", finished_job_refresh="10m")
@@ -202,7 +206,7 @@ def measure_size(workload: Workload, repetitions: int, concurrent: int, budget: 
             # Every unfinished job answers differently from the last scrape: each is parsed and
             # rendered again. The next scrape, back on the usual answers, is not measured.
             simulator.serve_fixtures(workload.moved)
-            seconds, made, _ = timed_scrape(warm, simulator, session)
+            seconds, made, moving_exposition = timed_scrape(warm, simulator, session)
             raw["warm_moving"].append(seconds)
             requests_made["warm"].append(made)
             simulator.serve_fixtures({job_id: workload.bodies[job_id] for job_id in workload.unfinished})
@@ -254,6 +258,8 @@ def measure_size(workload: Workload, repetitions: int, concurrent: int, budget: 
         "samples_no_files": no_files_floor.samples,
         "warm_samples": count_samples(warm_exposition.decode()),
         "warm_prometheus_samples": count_samples(decoded(warm_prometheus)),
+        # The moving scrape served the unfinished jobs' later answers: files had moved on.
+        "moving_exposition_differs": _file_counts(moving_exposition) != _file_counts(warm_exposition),
         "exposition_bytes": len(exposition),
         "concurrent_scrapes": concurrent,
         "concurrent_bodies_agree": bodies_agree,
@@ -287,17 +293,19 @@ def measure_latency_bound(repetitions: int, budget: Budget) -> dict:
         stack.callback(simulator.stop)
         urls = [simulator.url + JOB_PATH + job_id for job_id in workload.job_ids]
         fetch = stack.enter_context(FetchFloorClient({"all": urls}, key, API_CONCURRENCY))
-        cold = stack.enter_context(ExporterProcess(
-            exporter_config(simulator.url, workload.job_ids, cache_ttl="0s", finished_job_refresh="0s"), key))
         session = stack.enter_context(loopback_session())
-        timed_scrape(cold, simulator, session)
         for repetition in range(repetitions):
             budget.check(f"latency-bound: repetition {repetition + 1}")
             raw["fetch_floor"].append(fetch.round("all"))
-            raw["cold"].append(timed_scrape(cold, simulator, session)[0])
+            raw["cold"].append(fresh_scrape(simulator, workload.job_ids, key, session)[0])
     return {"label": LATENCY_SIZE.label, "latency": LATENCY,
             "seconds": {k: median(v) for k, v in raw.items()},
             "ratio": median(c / f for c, f in zip(raw["cold"], raw["fetch_floor"])), "raw_seconds": raw}
+
+
+def _file_counts(exposition: bytes) -> list[bytes]:
+    """The files-per-status lines: they change when files move on, not with the time of the scrape."""
+    return sorted(line for line in exposition.splitlines() if line.startswith(b"seekrflow_ingestion_job_files{"))
 
 
 def _ms(seconds: float) -> str:

@@ -23,12 +23,12 @@ class TimedFuture(Future):
 
 
 class FetchPool:
-    def __init__(self, workers: int, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, workers: int, monotonic: Callable[[], float] = time.monotonic, name: str = "fetch"):
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
         self._workers = workers
         self._monotonic = monotonic
         for number in range(workers):
-            threading.Thread(target=self._work, name=f"fetch-{number}", daemon=True).start()
+            threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True).start()
 
     def submit(self, fn: Callable, *args) -> TimedFuture:
         """A future of ``(started, fn(*args))``, ``started`` being the monotonic start time."""

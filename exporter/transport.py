@@ -20,7 +20,6 @@ import socket
 import threading
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as ResolutionTimeout  # TimeoutError itself from 3.11 on
 from dataclasses import dataclass
 from typing import Callable, Mapping
@@ -31,6 +30,8 @@ import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.connection import allowed_gai_family
+
+from .pool import FetchPool
 
 # Bodies above this size (after decoding) are refused: a real job answer is far smaller, and a
 # runaway body must not take the exporter's memory with it.
@@ -310,39 +311,47 @@ class _Watchdog:
 _WATCHDOG = _Watchdog()
 _local = threading.local()
 
-# Name resolution (getaddrinfo) cannot be interrupted, so it runs on these threads while the request
-# waits for it no longer than its deadline. A resolver that hangs holds one of them until it gives
-# up, and at most this many: further names wait their turn, and their requests time out.
+# Name resolution (getaddrinfo) cannot be interrupted, so it runs on these daemon threads (a hung
+# resolver must not hold up the exporter's exit) while the request waits for it no longer than its
+# deadline. A resolver that hangs holds one of them until it gives up, and at most this many:
+# further names wait their turn, and their requests time out.
 RESOLVER_THREADS = 4
-_RESOLVER = ThreadPoolExecutor(RESOLVER_THREADS, thread_name_prefix="resolve")
+_resolver: FetchPool | None = None
+_resolver_lock = threading.Lock()
 _getaddrinfo = socket.getaddrinfo  # the system resolver; tests stand in a slow one
 
 
 def _resolve(host: str, port: int, deadline: _Deadline) -> list:
     """The addresses of ``host``, by the deadline: an address literal at once, a name on a resolver thread."""
+    global _resolver
     family = allowed_gai_family()
     try:
         return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, 0, socket.AI_NUMERICHOST)
-    except socket.gaierror:
+    except (socket.gaierror, UnicodeError):
         pass  # a name, not an address
-    resolving = _RESOLVER.submit(_getaddrinfo, host, port, family, socket.SOCK_STREAM)
+    with _resolver_lock:
+        if _resolver is None:
+            _resolver = FetchPool(RESOLVER_THREADS, name="resolve")
+    resolving = _resolver.submit(_getaddrinfo, host, port, family, socket.SOCK_STREAM)
     try:
-        return resolving.result(timeout=max(deadline.remaining(), 0.0))
+        return resolving.result(timeout=max(deadline.remaining(), 0.0))[1]
     except ResolutionTimeout:
         resolving.cancel()  # not started yet: it never will
         raise
 
 
-def _connect(addresses: list, timeout: float | None, source_address, socket_options) -> socket.socket:
-    """A connected socket to the first of ``addresses`` that answers, as urllib3 connects."""
+def _connect(addresses: list, deadline: _Deadline, source_address, socket_options) -> socket.socket:
+    """A connected socket to the first of ``addresses`` that answers by the deadline, as urllib3 connects."""
     error: OSError | None = None
     for family, kind, proto, _, address in addresses:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise TimeoutError("no time left to connect")
         sock = socket.socket(family, kind, proto)
         try:
             for option in socket_options or ():
                 sock.setsockopt(*option)
-            if isinstance(timeout, (int, float)):
-                sock.settimeout(timeout)
+            sock.settimeout(remaining)
             if source_address:
                 sock.bind(source_address)
             sock.connect(address)
@@ -369,8 +378,8 @@ class _GuardedConnection:
         host, port = self._dns_host.strip("[]"), self.port  # type: ignore[attr-defined]
         try:
             addresses = _resolve(host, port, deadline)
-            sock = _connect(addresses, self.timeout, self.source_address, self.socket_options)  # type: ignore[attr-defined]
-        except socket.gaierror as err:
+            sock = _connect(addresses, deadline, self.source_address, self.socket_options)  # type: ignore[attr-defined]
+        except (socket.gaierror, UnicodeError) as err:
             raise NameResolutionError(host, self, err) from err  # type: ignore[arg-type]
         except (TimeoutError, ResolutionTimeout) as err:  # a connect or a resolution past the deadline
             raise ConnectTimeoutError(self, f"no connection to {host} within the request's time") from err
@@ -408,6 +417,14 @@ class _HTTPSPool(urllib3.HTTPSConnectionPool):
 
 
 class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    """Every connection guarded, direct or through an HTTP(S) proxy (HTTP_PROXY, HTTPS_PROXY)."""
+
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS (PySocks) brings connections of its own
+            manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return manager

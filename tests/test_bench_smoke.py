@@ -30,6 +30,7 @@ def test_quick_benchmark_prints_every_table_and_the_expected_api_requests(tmp_pa
         assert size["api_requests"]["ok"] is True
         # A warm scrape serves the same series as a cold one; only where the data came from differs.
         assert size["warm_samples"] == size["samples"] == size["warm_prometheus_samples"]
+        assert size["moving_exposition_differs"] is True
         # Scrapes sent together shared one round, and with it one body, byte for byte.
         assert size["concurrent_bodies_agree"] is True
         # The first scrape of a fresh exporter served every job.

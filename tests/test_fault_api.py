@@ -329,3 +329,19 @@ def test_a_name_is_resolved_off_the_request_thread_and_connected_to(monkeypatch)
     assert resolver.asked == ["api.seekrflow.test"]
     assert result.reason is None and result.job is not None
     assert codes(counter) == {"200": 1.0}
+
+
+@pytest.mark.slow
+def test_the_deadline_holds_through_an_http_proxy(monkeypatch):
+    # The proxy is the dripping server itself: the client never resolves the API's name, the
+    # proxy would. Its answer drips as the API's would.
+    with HostileAPI({"ij-drip": drip_body}) as proxy:
+        for name in ("HTTP_PROXY", "http_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        result, counter = fetch("http://api.seekrflow.invalid", "ij-drip", timeout=1.5)
+        asked = [r.path for r in proxy.requests]
+    assert asked == ["http://api.seekrflow.invalid" + PATH + "ij-drip"]
+    assert (result.reason, result.detail) == ("timeout", "body not received within 1.5s")
+    assert codes(counter) == {"timeout": 1.0}
