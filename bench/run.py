@@ -52,6 +52,9 @@ API_CONCURRENCY = 8  # the exporter's default api.max_concurrency; the fetch flo
 CONCURRENT_SCRAPES, QUICK_CONCURRENT_SCRAPES = 20, 4
 SHARED_ROUND_TTL = 1.0  # scrape.cache_ttl of the exporter that takes simultaneous scrapes
 PROMETHEUS_TIMEOUT = "10"  # the X-Prometheus-Scrape-Timeout-Seconds of the first scrape
+# scrape.finished_job_refresh of the warm exporters: longer than a run (a 1M run takes over 20
+# minutes), so that every warm scrape measures the steady state between two refreshes.
+STEADY_REFRESH = "24h"
 LATENCY_SIZE, LATENCY = Size(64, 20), 0.1  # the latency-bound workload: 64 jobs, 100 ms per answer
 JOB_PATH = "/v1/flow/alignment/ingestion/"
 _FRESH_JOB = re.compile(r"^seekrflow_ingestion_job_scrape_success\{[^}]*\} 1(\.0)?$", re.MULTILINE)
@@ -165,10 +168,10 @@ def measure_size(workload: Workload, repetitions: int, concurrent: int, budget: 
             return fresh_scrape(simulator, workload.job_ids, key, session, headers)
 
         # Warm: settled jobs fetched once, then cached; only the unfinished jobs are read again.
-        warm = exporter(cache_ttl="0s", finished_job_refresh="10m")
-        no_files = exporter(cache_ttl="0s", finished_job_refresh="10m", metrics={"per_file": False})
+        warm = exporter(cache_ttl="0s", finished_job_refresh=STEADY_REFRESH)
+        no_files = exporter(cache_ttl="0s", finished_job_refresh=STEADY_REFRESH, metrics={"per_file": False})
         # Shared: warm, and scrapes arriving together share one round.
-        shared = exporter(cache_ttl=f"{int(SHARED_ROUND_TTL * 1000)}ms", finished_job_refresh="10m")
+        shared = exporter(cache_ttl=f"{int(SHARED_ROUND_TTL * 1000)}ms", finished_job_refresh=STEADY_REFRESH)
         session = stack.enter_context(loopback_session())
         sessions = [stack.enter_context(loopback_session()) for _ in range(concurrent)]
         naive = NaiveBaseline(simulator.url, workload.job_ids, key)

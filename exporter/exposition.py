@@ -17,7 +17,7 @@ sample lines are the same bytes in both, and are kept once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Collection, Iterable, Iterator, Sequence
 
 from prometheus_client.core import Metric
@@ -197,6 +197,16 @@ class Renderer:
         pieces = self.render_data(job_id, job, ended_at if now is None else now, keep=True)
         return RenderedJob(job_id, job.status, job.created_at, ended_at, pieces, self.settings,
                            job.is_settled, digest)
+
+    def trimmed(self, job: RenderedJob, now: float) -> RenderedJob:
+        """``job`` without its per-file text if, under metrics.per_file: recent, it is past the window."""
+        settings = self.settings
+        if settings.per_file != PER_FILE_RECENT or not job.is_settled or not isinstance(job.pieces, JobPieces) \
+                or per_file_wanted(settings.per_file, settings.per_file_window, True, job.ended_at, now):
+            return job
+        pieces = JobPieces({fmt: tuple(b"" if i in self._file_sections[fmt] else piece for i, piece in enumerate(kept))
+                            for fmt, kept in job.pieces.lines.items()})
+        return replace(job, pieces=pieces)
 
     def serves(self, job: RenderedJob) -> bool:
         return job.settings == self.settings

@@ -20,6 +20,11 @@ class Keeper(Protocol):
     def render_kept(self, job_id: str, job: IngestionJob, now: float | None = None,
                     digest: bytes | None = None) -> RenderedJob: ...
 
+    def trimmed(self, job: RenderedJob, now: float) -> RenderedJob:
+        """A kept settled job without what it no longer exports at ``now`` (per-file series past
+        metrics.per_file_window under metrics.per_file: recent)."""
+        ...
+
     def serves(self, job: RenderedJob) -> bool:
         """Whether ``job`` was rendered the way this keeper renders (same metrics settings)."""
         ...
@@ -57,6 +62,10 @@ class Intake:
         the job's own answer replaces it in the same round.
         """
         job = result.job
+        if self._keeper is not None and isinstance(job, RenderedJob) and job.is_settled:
+            # The same answer as the kept job: under metrics.per_file: recent, its per-file text
+            # goes once the window has passed.
+            return replace(result, job=self._keeper.trimmed(job, self._wall_clock()))
         if self._keeper is None or not isinstance(job, IngestionJob) or \
                 not (job.is_settled or result.digest is not None):
             return result
@@ -66,12 +75,9 @@ class Intake:
         return self._keeper is not None and self._keeper.serves(job)
 
     def reusable(self, job: object) -> RenderedJob | None:
-        """``job`` if an answer with the same body may stand for it again: an unfinished job rendered
-        as this keeper renders. A settled job is read again only every scrape.finished_job_refresh,
-        and rendered again then: under metrics.per_file: recent, that is what lets its per-file
-        text go once the window has passed."""
-        return job if isinstance(job, RenderedJob) and not job.is_settled and job.digest is not None \
-            and self.serves(job) else None
+        """``job`` if an answer with the same body may stand for it again: a job rendered as this
+        keeper renders, from an answer of its own."""
+        return job if isinstance(job, RenderedJob) and job.digest is not None and self.serves(job) else None
 
     def take(self, state: JobState, started: float, result: FetchResult) -> None:
         """Apply an answer; a data job's also brings the data of its ingestion jobs."""

@@ -197,6 +197,13 @@ def test_a_kept_job_loses_its_per_file_series_when_the_recent_window_passes():
     late = renderer.render_kept("ij-a", job, ended + 601)
     kept_text = b"".join(inflate(piece) if isinstance(piece, Chunk) else piece for piece in late.pieces.lines[TEXT])
     assert b"seekrflow_ingestion_job_files{" in kept_text and b"bad scan" not in kept_text
+    # Kept within the window and read again unchanged after it: its per-file text goes then.
+    early = renderer.render_kept("ij-a", job, ended + 1)
+    assert renderer.trimmed(early, ended + 600) is early
+    trimmed = renderer.trimmed(early, ended + 601)
+    kept_text = b"".join(inflate(piece) if isinstance(piece, Chunk) else piece for piece in trimmed.pieces.lines[TEXT])
+    assert b"seekrflow_ingestion_job_files{" in kept_text and b"bad scan" not in kept_text
+    assert (trimmed.digest, trimmed.ended_at) == (early.digest, early.ended_at)
 
 
 def test_a_plain_answer_inflates_its_kept_pieces_into_few_large_writes():

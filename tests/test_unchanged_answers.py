@@ -128,6 +128,26 @@ def test_a_kept_job_rendered_for_other_settings_is_asked_again_but_its_back_off_
     intake = Intake(states, new, Shard(), time.time, time.monotonic)
     assert intake.reusable(rendered) is None
     assert Intake(states, old, Shard(), time.time, time.monotonic).reusable(rendered) is rendered
-    # Nor is a settled job's: it is rendered again when read again (metrics.per_file: recent).
+    # A settled job's is, when it is read again after scrape.finished_job_refresh.
     settled = old.render_kept(job.id, replace(job, status="completed", records=()), 1000.0, digest=b"d")
-    assert settled.is_settled and Intake(states, old, Shard(), time.time, time.monotonic).reusable(settled) is None
+    assert settled.is_settled and Intake(states, old, Shard(), time.time, time.monotonic).reusable(settled) is settled
+
+
+def test_a_settled_job_read_again_with_the_same_answer_is_not_rendered_again():
+    body = json.loads((Path(__file__).parent / "fixtures" / "job_completed.json").read_text())
+    with SimulatorServer(SimulatedWorld(jobs=0), KEY, fixtures={body["id"]: body}) as api:
+        settings = ApiConfig(base_url=api.url, api_key=KEY, request_timeout=30.0)
+        client = SeekrFlowClient(settings, Counter("requests", "r", ["endpoint", "code"], registry=CollectorRegistry()))
+        renderer = CountingRenderer(MetricsConfig())
+        clock = Clock(1000.0)
+        poller = JobPoller([body["id"]], client, ScrapeConfig(timeout=30.0, cache_ttl=0.0, finished_job_refresh=600.0),
+                           settings, keeper=renderer, monotonic=clock)
+        try:
+            first = poller.scrape(clock() + 30).snapshots[0].job
+            clock.now += 601  # due again
+            again = poller.scrape(clock() + 30).snapshots[0].job
+        finally:
+            poller.close()
+        assert api.job_requests[body["id"]] == 2
+    assert first.is_settled and again is first
+    assert renderer.renders == 1
