@@ -248,47 +248,43 @@ class Renderer:
 
     def body(self, round_: RoundPieces, fmt: str, gzipped: bool, tail: list[Metric]) -> Exposition:
         """The whole exposition: every job family, then ``tail`` (the exporter's own families)."""
-        state, jobs = round_.state[fmt], round_.jobs
         encoder = generate_openmetrics if fmt == OPENMETRICS else generate_latest
         end = encoder(FamiliesCollector(tail))
         if not gzipped:
             out: list[Piece] = []
             text: list[bytes] = []  # plain pieces not yet in ``out``: joined into one
-            for index, section in enumerate(self.sections[fmt]):
-                if section.family in self.state_families:
-                    if state[index] or not section.optional:
-                        text += (section.header, state[index])
-                    continue
-                pieces = [job.lines[fmt][index] for job in jobs]
-                if section.optional and not any(pieces):
-                    continue
-                text.append(section.header)
-                for piece in pieces:
-                    if type(piece) is bytes:
-                        text.append(piece)
-                    else:
-                        out += (b"".join(text), piece)
-                        text = []
+            for piece in self._in_order(round_, fmt):
+                if type(piece) is bytes:
+                    text.append(piece)
+                else:
+                    out += (b"".join(text), piece)
+                    text = []
             text.append(end)
             out.append(b"".join(text))
             return Exposition(out)
         member = GzipMember()
+        for piece in self._in_order(round_, fmt):
+            if isinstance(piece, Chunk):
+                member.add_chunk(piece)
+            else:
+                member.add_text(piece)
+        member.add_text(end)
+        return Exposition(member.finish())
+
+    def _in_order(self, round_: RoundPieces, fmt: str) -> Iterator[Piece]:
+        """Every section's header and lines, the state sections' and each job's, in the body's order."""
+        state, jobs = round_.state[fmt], round_.jobs
         for index, section in enumerate(self.sections[fmt]):
             if section.family in self.state_families:
                 if state[index] or not section.optional:
-                    member.add_text(section.header + state[index])
+                    yield section.header
+                    yield state[index]
                 continue
             pieces = [job.lines[fmt][index] for job in jobs]
             if section.optional and not any(pieces):
                 continue
-            member.add_text(section.header)
-            for piece in pieces:
-                if type(piece) is bytes:
-                    member.add_text(piece)
-                else:
-                    member.add_chunk(piece)  # type: ignore[arg-type]
-        member.add_text(end)
-        return Exposition(member.finish())
+            yield section.header
+            yield from pieces
 
     def _kept(self, job_id: str, job: RenderedJob, now: float) -> FilledPieces:
         if not self.serves(job) or not isinstance(job.pieces, JobPieces):
