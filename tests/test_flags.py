@@ -106,6 +106,14 @@ def test_the_telemetry_path_moves_the_metrics(api):
     assert "telemetry_path=/seekrflow/metrics" in exporter.log
 
 
+def refusal(api, tmp_path, flag: str, value: str) -> str:
+    """The one line the exporter writes when it refuses ``flag value`` at start-up (exit code 1)."""
+    result = run_exporter(["--web.listen-address", "127.0.0.1:0", flag, value], tmp_path, config_for(api))
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    return line
+
+
 @pytest.mark.parametrize(("path", "reason"), [
     ("metrics", "must be an absolute path like /metrics"),
     ("/me trics", "must be an absolute path like /metrics"),
@@ -113,10 +121,7 @@ def test_the_telemetry_path_moves_the_metrics(api):
     ("/", "is the path of another page"),
 ])
 def test_a_telemetry_path_that_cannot_serve_is_refused_in_one_line(api, tmp_path, path, reason):
-    result = run_exporter(["--web.listen-address", "127.0.0.1:0", "--web.telemetry-path", path], tmp_path,
-                          config_for(api))
-    assert result.returncode == 1
-    [line] = result.stderr.splitlines()
+    line = refusal(api, tmp_path, "--web.telemetry-path", path)
     assert 'msg="invalid flag" err="--web.telemetry-path ' in line and reason in line
 
 
@@ -153,8 +158,5 @@ def test_the_read_timeout_closes_a_connection_that_never_finishes_its_request(ap
     ("0s", "must be longer than 0s"),
 ])
 def test_a_read_timeout_that_is_not_a_positive_duration_is_refused_in_one_line(api, tmp_path, given, reason):
-    result = run_exporter(["--web.listen-address", "127.0.0.1:0", "--web.read-timeout", given], tmp_path,
-                          config_for(api))
-    assert result.returncode == 1
-    [line] = result.stderr.splitlines()
+    line = refusal(api, tmp_path, "--web.read-timeout", given)
     assert 'msg="invalid flag" err="--web.read-timeout ' in line and reason in line
